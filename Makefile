@@ -1,0 +1,37 @@
+# The two commands of the README: `make demo` and `make test`. Each creates .venv when it is
+# missing, installs torch first (pinned: a local CPU wheel here, pip's default build elsewhere;
+# override with TORCH_SPEC, e.g. for a CUDA index), then the project, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+# One thread per process by default: on small shared machines oversubscription costs 10x.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+
+.PHONY: install demo test test-all bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[dev,hub]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/python -m recipes.demo
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-all: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m ''
+
+bench: install
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) outputs runs

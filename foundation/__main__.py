@@ -1,0 +1,5 @@
+import sys
+
+from foundation.cli.main import main
+
+sys.exit(main())

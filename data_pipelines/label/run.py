@@ -1,0 +1,131 @@
+"""Run a labelling plan: every (structure, level) task once, in parallel over structures (a
+process pool, one thread per process), resumably.
+
+Output folder:
+    structures.jsonl   the expanded plan, written once, so a resumed run labels the same geometries
+    labels.jsonl       one record per finished task (LabelStore): energy (eV), forces (eV/Å),
+                       method, basis, program version, convergence, wall time; failures and
+                       unconverged calculations are recorded with status != "ok" and never used
+                       as labels
+A killed run restarts where it stopped: finished tasks are skipped, failed ones are not retried
+unless `retry_failed`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+import json
+import multiprocessing
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data_pipelines.label.levels import get_level
+from data_pipelines.label.plan import Structure, expand
+from data_pipelines.label.store import LabelStore
+
+
+def _init_worker() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    from pyscf import lib
+
+    lib.num_threads(1)
+
+
+def _compute(fidelity: str, numbers: list, positions: list) -> dict:
+    label = get_level(fidelity).compute(np.array(numbers), np.array(positions))
+    return dataclasses.asdict(label)
+
+
+def load_structures(out_dir: Path, plan: dict | None) -> list[Structure]:
+    path = out_dir / "structures.jsonl"
+    if not path.exists():
+        if plan is None:
+            from foundation.errors import UserError
+
+            raise UserError(f"{path} does not exist: give a plan to start a new labelling run")
+        structures = expand(plan)
+        _write_atomic(path, "".join(json.dumps(_structure_record(s)) + "\n" for s in structures))
+    return [Structure(id=r["id"], molecule=r["molecule"], numbers=np.array(r["numbers"]),
+                      positions=np.array(r["positions"]), sampling=r["sampling"], split=r["split"],
+                      levels=r["levels"])
+            for r in map(json.loads, path.read_text().splitlines())]
+
+
+def _structure_record(s: Structure) -> dict:
+    return {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
+            "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
+            "levels": s.levels}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 1,
+                  retry_failed: bool = False, max_tasks: int | None = None, progress: bool = True) -> dict:
+    """Label every pending task; returns counts {"ok", "unconverged", "failed", "skipped"}."""
+    out_dir = Path(out_dir)
+    structures = load_structures(out_dir, plan)
+    with LabelStore(out_dir / "labels.jsonl") as store:
+        if retry_failed:
+            store.done = {(r["id"], r["fidelity"]) for r in store.records if r["status"] == "ok"}
+        tasks = [(s, fid) for s in structures for fid in s.levels if (s.id, fid) not in store.done]
+        counts = {"ok": 0, "unconverged": 0, "failed": 0, "skipped": sum(len(s.levels) for s in structures) - len(tasks)}
+        tasks = tasks[:max_tasks] if max_tasks is not None else tasks
+        bar = tqdm(total=len(tasks), desc="labelling", unit="calc", disable=not progress, smoothing=0.05)
+        while tasks:
+            tasks = _run_pool(tasks, store, workers, counts, bar)
+        bar.close()
+    return counts
+
+
+def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar) -> list:
+    """Run tasks until done or the pool breaks (a worker died); returns the tasks not yet run.
+    Tasks in flight when a worker dies are recorded as failed, so one poisonous structure cannot
+    stop the run."""
+    ctx = multiprocessing.get_context("spawn")
+    pending = list(reversed(tasks))
+    in_flight: dict[cf.Future, tuple] = {}
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
+        while pending or in_flight:
+            while pending and len(in_flight) < 2 * workers:
+                s, fid = pending.pop()
+                in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist())] = (s, fid, time.time())
+            done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            for future in done:
+                s, fid, started = in_flight.pop(future)
+                try:
+                    record = _record(s, fid, future.result())
+                except cf.process.BrokenProcessPool:
+                    for f, (s2, fid2, t2) in [(future, (s, fid, started)), *in_flight.items()]:
+                        _store_failure(store, s2, fid2, "worker process died", counts, bar)
+                    return list(reversed(pending))
+                except Exception as e:  # noqa: BLE001 - a calculation error is data, not a crash
+                    _store_failure(store, s, fid, f"{type(e).__name__}: {e}", counts, bar)
+                    continue
+                store.append(record)
+                counts[record["status"]] += 1
+                bar.update()
+                bar.set_postfix(ok=counts["ok"], bad=counts["unconverged"] + counts["failed"])
+    return []
+
+
+def _record(s: Structure, fid: str, label: dict) -> dict:
+    status = "ok" if label["converged"] else "unconverged"
+    return {"id": s.id, "fidelity": fid, "status": status, **label}
+
+
+def _store_failure(store: LabelStore, s: Structure, fid: str, why: str, counts: dict, bar) -> None:
+    store.append({"id": s.id, "fidelity": fid, "status": "failed", "error": why})
+    counts["failed"] += 1
+    bar.update()

@@ -1,0 +1,110 @@
+"""The labeller on real (tiny) PySCF calculations: records, resume, repair, failures."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from data_pipelines.label.conformers import bonds, sample_conformers
+from data_pipelines.label.export import load_samples
+from data_pipelines.label.levels import LEVELS, ccsdt_ccpvdz, wb97x_631gs
+from data_pipelines.label.run import run_labelling
+from data_pipelines.label.store import LabelStore, read_records
+from foundation.units import HARTREE_TO_EV
+
+WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]]))
+
+PLAN = {"seed": 3, "molecules": [
+    {"name": "methane", "smiles": "C", "conformers": 3, "levels": {"wb97x_631gs": 3, "ccsdt_ccpvdz": 1}},
+    {"name": "water", "smiles": "O", "conformers": 2, "levels": {"wb97x_631gs": 2}, "split": "test"},
+]}
+
+
+def test_wb97x_energy_and_forces_are_ev_and_consistent():
+    label = wb97x_631gs(*WATER)
+    assert label.converged and label.basis == "6-31G*" and "pyscf" in label.program
+    assert -2090 < label.energy < -2070  # water, ~ -76.4 Hartree
+    # forces are -dE/dx: a finite difference of the energy along one coordinate agrees (eV/Å)
+    numbers, x = WATER
+    h = 1e-3
+    xp, xm = x.copy(), x.copy()
+    xp[1, 1] += h
+    xm[1, 1] -= h
+    fd = -(wb97x_631gs(numbers, xp).energy - wb97x_631gs(numbers, xm).energy) / (2 * h)
+    assert label.forces[1][1] == pytest.approx(fd, abs=2e-3)
+
+
+def test_ccsdt_frozen_core_below_hf():
+    label = ccsdt_ccpvdz(*WATER)
+    assert label.converged and label.details["frozen_orbitals"] == 1
+    assert label.energy < label.details["e_hf_ev"]  # correlation lowers the energy
+    assert label.energy / HARTREE_TO_EV == pytest.approx(-76.24, abs=0.05)
+
+
+def test_unconverged_calculation_is_flagged():
+    assert not wb97x_631gs(*WATER, max_cycle=1).converged
+
+
+def test_conformers_keep_bonds_and_are_deterministic():
+    a = sample_conformers("CCO", 12, seed=5)
+    b = sample_conformers("CCO", 12, seed=5)
+    assert len(a) == 12
+    assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
+    ref = bonds(a[0].numbers, a[0].positions)
+    assert all(bonds(c.numbers, c.positions) == ref for c in a)
+    assert np.std([c.positions for c in a], axis=0).mean() > 0.01  # they differ
+
+
+def test_label_resume_and_export(tmp_path):
+    counts = run_labelling(tmp_path, PLAN, workers=2, max_tasks=3, progress=False)
+    assert counts["ok"] == 3
+    counts = run_labelling(tmp_path, None, workers=2, progress=False)  # resume from structures.jsonl
+    assert counts == {"ok": 3, "unconverged": 0, "failed": 0, "skipped": 3}
+    records = read_records(tmp_path / "labels.jsonl")
+    assert len({(r["id"], r["fidelity"]) for r in records}) == len(records) == 6  # nothing computed twice
+    splits, stats = load_samples(tmp_path)
+    assert len(splits["train"]) == 3 and len(splits["test"]) == 2
+    cc = [s for s in splits["train"] if "ccsdt_ccpvdz" in s.energies]
+    assert len(cc) == 1 and "ccsdt_ccpvdz" not in cc[0].forces and cc[0].forces["wb97x_631gs"].shape == (5, 3)
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path):
+    cmd = [sys.executable, "-m", "foundation", "data", "label", "--out", str(tmp_path), "--workers", "1"]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(PLAN))
+    proc = subprocess.Popen(cmd + ["--plan", str(plan)], stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            start_new_session=True)
+    labels = tmp_path / "labels.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not labels.exists() or len(read_records(labels)) < 2):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = read_records(labels)
+    assert 2 <= len(before) < 6
+    with open(labels, "a") as fh:
+        fh.write('{"id": "methane/0001", "fidel')  # what a kill mid-write leaves behind
+    subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    after = read_records(labels)
+    assert after[: len(before)] == before  # finished work kept, partial line dropped
+    assert sorted((r["id"], r["fidelity"]) for r in after) == sorted(
+        {(r["id"], r["fidelity"]) for r in after})  # no duplicates
+    assert len(after) == 6
+
+
+def test_partial_line_is_dropped_on_open(tmp_path):
+    path = tmp_path / "labels.jsonl"
+    path.write_text('{"id": "a", "fidelity": "f", "status": "ok"}\n{"id": "b", "fid')
+    with LabelStore(path) as store:
+        assert [r["id"] for r in store.records] == ["a"]
+    assert path.read_text() == '{"id": "a", "fidelity": "f", "status": "ok"}\n'
+
+
+def test_levels_are_named_fidelities():
+    assert set(LEVELS) >= {"wb97x_631gs", "ccsdt_ccpvdz"}
+    assert LEVELS["wb97x_631gs"].has_forces and not LEVELS["ccsdt_ccpvdz"].has_forces

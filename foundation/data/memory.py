@@ -1,0 +1,224 @@
+"""Users' files held in memory: the `DataModule` for fine-tuning on a few hundred to a few hundred
+thousand structures (beyond that, convert to shards and stream).
+
+`FileDataConfig` (Hydra group `data=extxyz`) names one file or several `sources`, each with its own
+label keys and fidelity, so DFT and CC files can be combined: structures with the same atoms at
+the same positions in several files become one sample carrying every fidelity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from foundation.data.ase_io import read_samples
+from foundation.data.batch import AtomsBatch, collate
+from foundation.data.batching import batches_by_atoms, group_by_atoms
+from foundation.data.sample import Sample
+from foundation.data.split import split_by_conformer, split_by_molecule
+from foundation.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("molecule", "conformer", "auto")
+AUTO_MIN_MOLECULES = 10  # split="auto": fewer distinct molecules than this → split by conformer
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclasses.dataclass
+class FileSource:
+    """One labelled file: which keys hold the labels and which fidelity they are."""
+
+    path: str
+    energy_key: str = "energy"
+    forces_key: str | None = None
+    fidelity: str = "dft"
+    index: str = ":"  # ASE index syntax, e.g. ":1000"
+    group_key: str | None = None  # info key naming each structure's molecule, if the file has one
+
+    def read(self) -> list[Sample]:
+        return read_samples(self.path, self.energy_key, self.forces_key, self.fidelity, self.index,
+                            self.group_key)
+
+
+@dataclasses.dataclass
+class FileDataConfig:
+    """`path` (with `energy_key`, `forces_key`, `fidelity`) for one file, and/or `sources`, a list
+    of {path, energy_key, forces_key, fidelity, index, group_key}. Split by molecule by default."""
+
+    path: str | None = None
+    energy_key: str = "energy"
+    forces_key: str | None = None
+    fidelity: str = "dft"
+    index: str = ":"
+    group_key: str | None = None
+    sources: list[Any] = dataclasses.field(default_factory=list)
+    val_fraction: float = 0.1
+    test_fraction: float = 0.0
+    split: str = "molecule"  # molecule | conformer | auto
+    seed: int = 0  # of the split; the training order is seeded by the trainer
+    max_atoms_per_batch: int = 512
+    dtype: str = "float32"  # of positions and forces in batches; energies are always float64
+
+    def __post_init__(self):
+        self.sources = [_source(s, i) for i, s in enumerate(self.sources)]
+        if self.path is not None:
+            self.sources.insert(0, FileSource(str(self.path), self.energy_key, self.forces_key,
+                                              self.fidelity, self.index, self.group_key))
+        if not self.sources:
+            raise UserError("data.path is required (or data.sources, a list of files)")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"data.{name}={getattr(self, name)}: must be in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise UserError(f"data.val_fraction + data.test_fraction = "
+                            f"{self.val_fraction + self.test_fraction}: leaves nothing to train on")
+        if self.split not in SPLITS:
+            raise UserError(f"data.split={self.split!r}: must be one of {', '.join(SPLITS)}")
+        if self.max_atoms_per_batch <= 0:
+            raise UserError(f"data.max_atoms_per_batch={self.max_atoms_per_batch}: must be > 0")
+        if self.dtype not in _DTYPES:
+            raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(_DTYPES)}")
+
+    def build(self) -> "InMemoryData":
+        samples = merge_fidelities([s for source in self.sources for s in source.read()])
+        fractions = {"train": 1.0 - self.val_fraction - self.test_fraction,
+                     "val": self.val_fraction, "test": self.test_fraction}
+        how = self.split
+        if how == "auto":
+            n_molecules = len({s.molecule for s in samples})
+            how = "molecule" if n_molecules >= AUTO_MIN_MOLECULES else "conformer"
+            log.info("%d distinct molecules: splitting by %s", n_molecules, how)
+        splitter = split_by_molecule if how == "molecule" else split_by_conformer
+        splits = splitter(samples, fractions, self.seed)
+        return InMemoryData(splits["train"], splits["val"], splits["test"], self.max_atoms_per_batch,
+                            dtype=_DTYPES[self.dtype], split_by=how)
+
+
+def _source(item: Any, i: int) -> FileSource:
+    if isinstance(item, FileSource):
+        return item
+    if not isinstance(item, Mapping) or "path" not in item:
+        raise UserError(f"data.sources[{i}]: expected a mapping with at least 'path', got {item!r}")
+    fields = {f.name for f in dataclasses.fields(FileSource)}
+    unknown = set(item) - fields
+    if unknown:
+        raise UserError(f"data.sources[{i}]: unknown key(s) {sorted(unknown)}; allowed: {sorted(fields)}")
+    return FileSource(**{k: (str(v) if k == "path" else v) for k, v in item.items()})
+
+
+def merge_fidelities(samples: Sequence[Sample]) -> list[Sample]:
+    """Join samples of the same structure (same atoms, positions equal to 1e-5 Å) labelled at
+    different fidelities into one sample; the first one's molecule and source are kept."""
+    merged: list[Sample] = []
+    by_geometry: dict[tuple[bytes, bytes], int] = {}
+    for s in samples:
+        key = (s.numbers.tobytes(), (np.round(s.positions, 5) + 0.0).tobytes())  # + 0.0: no -0.0
+        j = by_geometry.get(key)
+        if j is not None and not (merged[j].fidelities & s.fidelities):
+            target = merged[j]
+            merged[j] = dataclasses.replace(target, energies={**target.energies, **s.energies},
+                                            forces={**target.forces, **s.forces})
+        else:
+            by_geometry.setdefault(key, len(merged))
+            merged.append(s)
+    return merged
+
+
+class InMemoryData:
+    """The `DataModule` over samples in memory (see `foundation.data.module`)."""
+
+    def __init__(self, train: Sequence[Sample], val: Sequence[Sample], test: Sequence[Sample] = (),
+                 max_atoms_per_batch: int = 512, dtype: torch.dtype = torch.float32,
+                 split_by: str = "molecule"):
+        if not train:
+            raise DataError("the training split is empty")
+        self.train, self.val, self.test = list(train), list(val), list(test)
+        self.max_atoms_per_batch = max_atoms_per_batch
+        self.dtype = dtype
+        self.split_by = split_by
+        every = self.train + self.val + self.test
+        self.fidelities = sorted(set().union(*(s.fidelities for s in every)))
+        self.elements = sorted({int(z) for s in self.train for z in s.numbers})
+
+    def train_stream(self, seed: int, rank: int = 0, world_size: int = 1) -> "InMemoryStream":
+        return InMemoryStream(self.train, self.max_atoms_per_batch, self.fidelities, seed, rank,
+                              world_size, self.dtype)
+
+    def val_batches(self) -> Iterator[AtomsBatch]:
+        return batches_by_atoms(self.val, self.max_atoms_per_batch, self.fidelities, self.dtype)
+
+    def test_batches(self) -> Iterator[AtomsBatch]:
+        return batches_by_atoms(self.test, self.max_atoms_per_batch, self.fidelities, self.dtype)
+
+    def reference_data(self, fidelity: str) -> tuple[list[np.ndarray], np.ndarray]:
+        labelled = [s for s in self.train if fidelity in s.energies]
+        return [s.numbers for s in labelled], np.array([s.energies[fidelity] for s in labelled], np.float64)
+
+    def summary(self) -> dict[str, Any]:
+        """Structure and molecule counts per split, for logs and run records."""
+        parts = {"train": self.train, "val": self.val, "test": self.test}
+        return {"split_by": self.split_by, "fidelities": self.fidelities, "elements": self.elements,
+                **{f"{name}_structures": len(p) for name, p in parts.items()},
+                **{f"{name}_molecules": len({s.molecule for s in p}) for name, p in parts.items()}}
+
+
+class InMemoryStream:
+    """Endless batches of this rank's share of the training split. Each epoch every rank draws
+    the same permutation (from `seed` and the epoch) and takes every `world_size`-th structure
+    from position `rank`, so ranks are disjoint; batches are then filled up to the atom budget.
+    The position is (epoch, batches consumed), which is all resume needs to be exact."""
+
+    def __init__(self, samples: Sequence[Sample], max_atoms: int, fidelities: Sequence[str], seed: int,
+                 rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world of size {world_size}")
+        if len(samples) < world_size:
+            raise DataError(f"{len(samples)} training structures cannot be shared by {world_size} ranks")
+        self.samples, self.max_atoms, self.fidelities = list(samples), max_atoms, list(fidelities)
+        self.seed, self.rank, self.world_size, self.dtype = seed, rank, world_size, dtype
+        self.epoch, self.batches = 0, 0
+        self._groups: list[list[Sample]] | None = None  # of self.epoch
+
+    def __iter__(self) -> "InMemoryStream":
+        return self
+
+    def __next__(self) -> AtomsBatch:
+        groups = self._epoch_groups()
+        if self.batches >= len(groups):
+            self.epoch, self.batches, self._groups = self.epoch + 1, 0, None
+            groups = self._epoch_groups()
+        group = groups[self.batches]
+        self.batches += 1
+        return collate(group, self.fidelities, dtype=self.dtype)
+
+    def _epoch_groups(self) -> list[list[Sample]]:
+        if self._groups is None:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
+            mine = order[self.rank::self.world_size]
+            self._groups = list(group_by_atoms((self.samples[i] for i in mine), self.max_atoms))
+        return self._groups
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches": self.batches, "seed": self.seed,
+                "world_size": self.world_size, "n_samples": len(self.samples)}
+
+    def load_state_dict(self, state: dict) -> None:
+        same_data = state.get("n_samples", len(self.samples)) == len(self.samples)
+        if not same_data or state.get("seed", self.seed) != self.seed:
+            warnings.warn("training data or seed differ from the checkpoint's: the data order after "
+                          "resuming is not the one the interrupted run would have seen", stacklevel=2)
+        batches = int(state["batches"])
+        old_world = int(state.get("world_size", self.world_size))
+        if old_world != self.world_size:
+            # Not exact any more; keep the same fraction of the epoch consumed.
+            warnings.warn(f"resuming with {self.world_size} ranks instead of {old_world}: the epoch "
+                          "position is scaled, not exact", stacklevel=2)
+            batches = batches * old_world // self.world_size
+        self.epoch, self.batches, self._groups = int(state["epoch"]), batches, None

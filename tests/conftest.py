@@ -1,0 +1,86 @@
+"""Shared fixtures: small, self-consistent labelled molecules (H, C, N, O) in memory or as extxyz.
+
+Geometries are ASE's G2 molecules, rotated, shifted and rattled (0.02 Å, clipped at 0.05 Å per
+coordinate) into conformers that keep their bonds under the 1.2 × covalent-radii rule. Labels follow a harmonic well around the G2 geometry, so energies and forces agree
+(F = -dE/dr) and a model can learn them: E = Σ free-atom energy − 2 eV per atom + ½k|r − r₀|²,
+k = 20 eV/Å². Energies are total energies of realistic size (≈ −1030 eV per carbon).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from foundation.data.sample import Sample
+from foundation.units import HARTREE_TO_EV
+
+MOLECULES = ["CH4", "NH3", "H2O", "C2H6", "CH3OH", "CH3CH2OH", "CH3OCH3", "HCOOH", "CH3CHO",
+             "HCN", "C2H4", "H3CNH2", "H2CO", "CH3CONH2", "HCOOCH3", "CH3COOH"]
+_FREE_ATOM_HARTREE = {1: -0.500, 6: -37.845, 7: -54.589, 8: -75.067}
+_K = 20.0  # eV/Å², force constant of the harmonic labels
+
+
+def make_molecule_samples(n_molecules: int = 6, n_conformers: int = 5, seed: int = 0,
+                          fidelity: str = "dft", forces: bool = True, rattle: float = 0.02,
+                          molecules: list[str] | None = None) -> list[Sample]:
+    """`n_molecules` × `n_conformers` samples (molecules in `MOLECULES` order, cycling), with
+    energies in eV and, when `forces`, forces in eV/Å under `fidelity`."""
+    from ase.build import molecule
+
+    rng = np.random.default_rng(seed)
+    names = molecules or [MOLECULES[i % len(MOLECULES)] for i in range(n_molecules)]
+    samples = []
+    for name in names:
+        ref = molecule(name)
+        e0 = sum(_FREE_ATOM_HARTREE[int(z)] * HARTREE_TO_EV - 2.0 for z in ref.numbers)
+        for c in range(n_conformers):
+            # Clipped: no bond may stretch past the bonding rule (`molecule_key` must not change).
+            dr = np.clip(rng.normal(0.0, rattle, size=ref.positions.shape), -2.5 * rattle, 2.5 * rattle)
+            rotation = _random_rotation(rng)
+            positions = (ref.positions + dr) @ rotation.T + rng.uniform(-5, 5, size=3)
+            energy = e0 + 0.5 * _K * float((dr**2).sum())
+            labels = {fidelity: -_K * dr @ rotation.T} if forces else {}
+            samples.append(Sample(numbers=ref.numbers.copy(), positions=positions, energies={fidelity: energy},
+                                  forces=labels, source=f"{name}:{c}"))
+    return samples
+
+
+def _random_rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.diag(r))
+    return q if np.linalg.det(q) > 0 else -q
+
+
+def write_molecules_xyz(path: Path, n_molecules: int = 6, n_conformers: int = 5, seed: int = 0,
+                        energy_key: str = "REF_energy", forces_key: str | None = "REF_forces",
+                        unit: str = "eV", **kwargs) -> list[Sample]:
+    """Write `make_molecule_samples(...)` to an extxyz file under the given keys (`unit="hartree"`
+    divides energies by 27.2, as a user's unconverted file would); return the samples (in eV)."""
+    from foundation.data.ase_io import write_extxyz
+
+    samples = make_molecule_samples(n_molecules, n_conformers, seed, forces=forces_key is not None, **kwargs)
+    scale = {"eV": 1.0, "hartree": 1.0 / HARTREE_TO_EV}[unit]
+    written = [Sample(s.numbers, s.positions, {k: v * scale for k, v in s.energies.items()},
+                      s.forces, molecule=s.molecule, source=s.source) for s in samples]
+    write_extxyz(path, written, energy_key=energy_key, forces_key=forces_key or "forces")
+    return samples
+
+
+@pytest.fixture
+def make_samples():
+    """The factory `make_molecule_samples(n_molecules, n_conformers, seed, fidelity, forces, …)`."""
+    return make_molecule_samples
+
+
+@pytest.fixture
+def molecules_xyz(tmp_path):
+    """A factory writing an extxyz file in `tmp_path`: `molecules_xyz(name="molecules.xyz", **kw)`
+    returns (path, samples); keyword arguments as for `write_molecules_xyz`."""
+
+    def write(name: str = "molecules.xyz", **kwargs) -> tuple[Path, list[Sample]]:
+        path = tmp_path / name
+        return path, write_molecules_xyz(path, **kwargs)
+
+    return write

@@ -1,0 +1,134 @@
+"""Construction of a run's parts, one small `build_*` per part, so the trainer only wires them.
+
+Three ways to get the model (torchtitan's split between resuming and initialising):
+- fresh: the model config, with `elements` and `heads` filled from the data;
+- `trainer.init_from`: weights of another model (a new run: optimiser, schedule, step start
+  over); heads the data has and that model lacks are added, copied from `new_head_from`;
+- resume: rebuilt from the config stored in the run's checkpoint (done by the trainer)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+
+from foundation.errors import UserError
+from foundation.train.config import RunConfig, TrainerConfig
+from foundation.train.schedule import Schedule
+
+
+def build_data(config: RunConfig):
+    data = config.data.build()
+    if not data.fidelities:
+        raise UserError("data: no labelled fidelity found in the training data")
+    return data
+
+
+def build_model(config: RunConfig, data) -> tuple[nn.Module, list[str]]:
+    """Return (model, heads whose reference energies must be fitted)."""
+    if config.trainer.init_from:
+        return _model_from_init(config.trainer, data)
+    model = _fill_from_data(config.model, data)
+    _check_elements(model, data, "model")
+    absent = [f for f in data.fidelities if f not in model.heads]
+    if absent:
+        raise UserError(f"model.heads={list(model.heads)} lacks the data's fidelities {', '.join(absent)}; "
+                        "set model.heads=null to take them from the data")
+    return model, list(data.fidelities)
+
+
+def _fill_from_data(model_config, data) -> nn.Module:
+    """Build the model, taking `elements` and `heads` from the data where the config leaves them
+    unset (None or absent)."""
+    from foundation.models import build_model as build_from_dict
+
+    fill = {"elements": list(data.elements), "heads": list(data.fidelities)}
+    if isinstance(model_config, dict):
+        given = {k: v for k, v in model_config.items() if v is not None or k not in fill}
+        return build_from_dict({**fill, **given})
+    unset = {k: v for k, v in fill.items() if getattr(model_config, k, None) is None}
+    return (dataclasses.replace(model_config, **unset) if unset else model_config).build()
+
+
+def _model_from_init(trainer: TrainerConfig, data) -> tuple[nn.Module, list[str]]:
+    from foundation.hub.resolve import load_pretrained  # a path, a run, or a registry name / URL
+
+    model = load_pretrained(trainer.init_from, device="cpu")
+    _check_elements(model, data, f"trainer.init_from={trainer.init_from}")
+    source = trainer.new_head_from or model.heads[0]
+    if source not in model.heads:
+        raise UserError(f"trainer.new_head_from={source!r}: {trainer.init_from} has heads "
+                        f"{', '.join(model.heads)}")
+    to_fit = []
+    for fid in data.fidelities:
+        if fid not in model.heads:
+            model.add_head(fid, copy_from=source)
+            to_fit.append(fid)  # the copied head carries the other level's references
+        elif trainer.refit_reference_energies or not _has_references(model, fid):
+            to_fit.append(fid)
+    return model, to_fit
+
+
+def _check_elements(model, data, what: str) -> None:
+    missing = sorted(set(data.elements) - set(int(z) for z in model.elements))
+    if missing:
+        from foundation.data.elements import symbol
+
+        raise UserError(f"{what}: the data contain elements {', '.join(symbol(z) for z in missing)} "
+                        f"that the model does not cover ({', '.join(symbol(z) for z in model.elements)})")
+
+
+def _has_references(model, head: str) -> bool:
+    refs = model.reference_energies_dict().get(head, {})
+    return any(float(v) != 0.0 for v in refs.values())
+
+
+def fit_references(model, data, heads: list[str], from_prior: bool = False) -> dict[str, dict[int, float]]:
+    """Least-squares per-element reference energies per head, on that fidelity's training
+    energies, set on the model (so the network learns only what the references do not explain).
+
+    With `from_prior` (a head copied or inherited from another model), the fit is the smallest
+    change to the head's current references; a fresh model uses 0 as the prior only for what
+    the data cannot determine (an element no structure has, too few distinct compositions)."""
+    from foundation.models.reference import composition_matrix, fit_reference_energies
+
+    fitted = {}
+    for fid in heads:
+        numbers, energies = data.reference_data(fid)
+        if len(energies) == 0:
+            warnings.warn(f"no training energies at fidelity {fid!r}: its reference energies are kept",
+                          stacklevel=2)
+            continue
+        prior = model.reference_energies_dict()[fid] if from_prior else None
+        counts = composition_matrix(numbers, model.elements)
+        if prior is None and np.linalg.matrix_rank(counts) < len(model.elements):
+            warnings.warn(f"fidelity {fid!r}: the training compositions do not determine every element's "
+                          "reference energy; using the smallest (minimum-norm) fit", stacklevel=2)
+            prior = {}
+        refs = fit_reference_energies(numbers, energies, list(model.elements), prior=prior)
+        model.set_reference_energies(fid, refs)
+        fitted[fid] = refs
+    return fitted
+
+
+def build_optimizer(model: nn.Module, trainer: TrainerConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters; weight decay on matrices only (decaying biases and
+    scales just pulls them to zero without regularising anything)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    if not decay and not no_decay:
+        raise UserError("trainer.freeze: every parameter is frozen; nothing to train")
+    groups = [{"params": decay, "weight_decay": trainer.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=trainer.lr)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, trainer: TrainerConfig) -> Schedule:
+    return Schedule(optimizer, lr=trainer.lr, max_steps=trainer.max_steps,
+                    warmup_steps=trainer.warmup_steps, kind=trainer.schedule, min_lr=trainer.min_lr,
+                    plateau_factor=trainer.plateau_factor, plateau_patience=trainer.plateau_patience)

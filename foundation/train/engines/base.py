@@ -1,0 +1,82 @@
+"""What the trainer asks of a parallelism backend: one small interface, so the training loop holds
+no `if ddp:`. `single.py` runs in one process; DDP and DeepSpeed implement the same methods.
+
+Order of use in the loop: `wrap` once; per step `backward(loss)`, `clip_grad_norm(max_norm)`,
+then `step()` or, for a step whose loss or gradient is not finite, `skip_step()`."""
+
+from __future__ import annotations
+
+import abc
+
+import torch
+from torch import nn
+
+
+class Engine(abc.ABC):
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_rank0(self) -> bool:
+        return self.rank == 0
+
+    @abc.abstractmethod
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> nn.Module:
+        """Take ownership of the model (already on `device`) and optimiser; return the module
+        to call for the forward pass (a wrapper under DDP, the model itself here)."""
+
+    @property
+    @abc.abstractmethod
+    def model(self) -> nn.Module:
+        """The plain model (unwrapped): what EMA, export and parameter names refer to."""
+
+    @property
+    @abc.abstractmethod
+    def optimizer(self) -> torch.optim.Optimizer: ...
+
+    @abc.abstractmethod
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    @abc.abstractmethod
+    def clip_grad_norm(self, max_norm: float | None) -> torch.Tensor:
+        """Global gradient 2-norm before clipping (a 0-d tensor, equal on all ranks); clips
+        to `max_norm` when given. Inf/NaN when a gradient is not finite."""
+
+    @abc.abstractmethod
+    def step(self) -> None:
+        """Apply the optimiser step and zero the gradients."""
+
+    @abc.abstractmethod
+    def skip_step(self) -> None:
+        """Drop this step's gradients without updating the weights."""
+
+    @abc.abstractmethod
+    def all_reduce(self, values: dict[str, float], op: str = "mean") -> dict[str, float]:
+        """Combine per-rank scalars (`op`: mean | sum | max) so every rank sees the same."""
+
+    @abc.abstractmethod
+    def state_dict(self) -> dict:
+        """Model and optimiser state, as saved in a training checkpoint."""
+
+    @abc.abstractmethod
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def barrier(self) -> None:
+        """Wait for all ranks (nothing to wait for in one process)."""
+
+    def close(self) -> None:
+        """Release process groups and the like."""
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` picks this rank's GPU when there is one, else the CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            from foundation.errors import UserError
+
+            raise UserError("trainer.device=cuda but no CUDA device is available; use trainer.device=auto")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)

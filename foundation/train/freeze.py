@@ -1,0 +1,40 @@
+"""Freezing parameters by name, for transfer learning (ANI-1x → ANI-1ccx retrains some layers and
+keeps the others). A pattern is an fnmatch glob on the parameter name (`*.layers.0.*`), or a
+regular expression when it starts with `re:` (`re:.*\\.(0|2)\\.weight$`). A pattern that matches
+nothing is an error: a silent typo would train what was meant to stay fixed."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from torch import nn
+
+from foundation.errors import UserError
+
+
+def matches(name: str, pattern: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.fullmatch(pattern[3:], name) is not None
+    return fnmatch.fnmatchcase(name, pattern)
+
+
+def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
+    """Set `requires_grad=False` on every parameter matched by a pattern; return their names."""
+    names = [name for name, _ in model.named_parameters()]
+    for pattern in patterns:
+        if pattern.startswith("re:"):
+            try:
+                re.compile(pattern[3:])
+            except re.error as e:
+                raise UserError(f"trainer.freeze: bad regular expression {pattern!r}: {e}") from None
+        if not any(matches(name, pattern) for name in names):
+            shown = ", ".join(names[:8]) + (", …" if len(names) > 8 else "")
+            raise UserError(f"trainer.freeze: pattern {pattern!r} matches no parameter "
+                            f"(names look like: {shown})")
+    frozen = []
+    for name, p in model.named_parameters():
+        if any(matches(name, pattern) for pattern in patterns):
+            p.requires_grad_(False)
+            frozen.append(name)
+    return frozen

@@ -1,0 +1,56 @@
+"""Small pieces of run state: the trainer's counters (saved in every checkpoint) and the plain,
+serialisable form of configs (for `config.yaml`, checkpoints and the wandb run)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+@dataclasses.dataclass
+class TrainState:
+    step: int = 0  # optimiser steps taken (skipped non-finite steps included)
+    best_metric: float = math.inf  # best early-stopping metric so far (lower is better)
+    bad_evals: int = 0  # validations since it last improved
+    nonfinite_total: int = 0
+    nonfinite_run: int = 0  # consecutive non-finite steps
+
+
+def plain(value: Any) -> Any:
+    """Dataclasses, paths and containers as dicts, lists, strings and numbers (JSON/YAML-ready);
+    a config dataclass gains a `_target_` naming its class, as in hydra_configs."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        cls = type(value)
+        out = {"_target_": f"{cls.__module__}.{cls.__qualname__}"}
+        out.update({f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)})
+        return out
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def write_config(path: Path, config: dict) -> None:
+    """The resolved run config as YAML, written atomically."""
+    from omegaconf import OmegaConf
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(OmegaConf.to_yaml(OmegaConf.create(config)))
+    os.replace(tmp, path)
+
+
+def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain configs (for a resume that changed them)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new), key=str)
+                for change in config_changes(old.get(key), new.get(key), f"{prefix}{key}.")]
+    return [] if old == new else [prefix.rstrip(".")]

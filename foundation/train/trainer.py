@@ -1,0 +1,296 @@
+"""The training loop. `Trainer(config)` builds the parts (build.py) and restores a checkpoint when
+resuming; `train()` runs the loop, reading top to bottom like nanoGPT's: batch, loss, backward,
+clip, step, EMA; log, validate, checkpoint; at the end export the EMA weights as the run's
+`model.safetensors`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foundation.errors import UserError
+from foundation.train import build, checkpoint
+from foundation.train.config import RunConfig
+from foundation.train.ema import EMA
+from foundation.train.engines import build_engine
+from foundation.train.freeze import freeze
+from foundation.train.loggers import Loggers, ProgressBar
+from foundation.train.loss import LossConfig, energy_force_loss
+from foundation.train.signals import StopRequest
+from foundation.train.state import TrainState, config_changes, plain, write_config
+from foundation.train.validate import validate
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class TrainingDiverged(UserError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    status: str  # completed | early_stopped | interrupted
+    step: int
+    run_dir: Path
+    model_path: Path | None
+    metrics: dict
+
+
+class Trainer:
+    def __init__(self, config: RunConfig):
+        self.config = tc = config.trainer
+        self.run = config
+        self.run_dir = config.run_dir
+        self.state = TrainState()
+        self._saved_step = -1
+        self.dtype = DTYPES[tc.dtype]
+        self.engine = build_engine(config.distributed, tc)
+        _seed(tc.seed + self.engine.rank)
+        self.data = build.build_data(config)
+        self.heads = list(self.data.fidelities)
+        self.loss_config = LossConfig(tc.energy_weight, tc.forces_weight, dict(tc.fidelity_weights))
+
+        resumed = self._find_checkpoint()
+        model = self._build_model(resumed)
+        self.frozen = freeze(model, tc.freeze)
+        model = model.to(device=self.engine.device, dtype=self.dtype)
+        self.forward_model = self.engine.wrap(model, build.build_optimizer(model, tc))
+        self.schedule = build.build_schedule(self.engine.optimizer, tc)
+        self.ema = EMA(self.model, tc.ema_decay)
+        self.stream = self.data.train_stream(seed=tc.seed, rank=self.engine.rank,
+                                             world_size=self.engine.world_size)
+        if resumed is not None:
+            self._restore(resumed)
+        self.resumed_from = None if resumed is None else resumed["step"]
+        if self.engine.is_rank0:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            write_config(self.run_dir / "config.yaml", plain(config))
+        self.loggers = Loggers(config.logger, self.run_dir, config.name, plain(config),
+                               resume_step=self.resumed_from, enabled=self.engine.is_rank0,
+                               columns=metric_names(self.heads))
+
+    def _build_model(self, resumed: dict | None) -> torch.nn.Module:
+        """Resuming: the architecture the checkpoint was trained with (its weights come later).
+        Otherwise fresh or from `init_from`, with reference energies fitted for the heads that
+        need them (`fitted_references`)."""
+        self.fitted_references = {}
+        if resumed is not None:
+            from foundation.models import build_model
+
+            return build_model(resumed["model_config"])
+        model, to_fit = build.build_model(self.run, self.data)
+        self.fitted_references = build.fit_references(model, self.data, to_fit,
+                                                      from_prior=bool(self.config.init_from))
+        return model.train()  # a loaded model comes in eval mode
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.engine.model
+
+    @property
+    def n_parameters(self) -> tuple[int, int]:
+        """(all, trainable) parameter counts."""
+        params = list(self.model.parameters())
+        return sum(p.numel() for p in params), sum(p.numel() for p in params if p.requires_grad)
+
+    # ---- the loop -------------------------------------------------------------------------
+    def train(self, stop_at: int | None = None) -> TrainResult:
+        """Train to `max_steps` (or stop early), checkpoint, export. `stop_at` ends the run at
+        that step as a signal would (checkpoint, no export): a job with a step budget, or a
+        test of resuming."""
+        bar = ProgressBar(self.engine.is_rank0 and self.run.logger.progress_bar,
+                          self.state.step, self.config.max_steps)
+        model_path = None
+        try:
+            status, last_val = self._loop(bar, stop_at)
+            if status != "interrupted":
+                if self._saved_step != self.state.step:
+                    self.save()
+                model_path = self.export(last_val)
+        finally:
+            bar.close()
+            self.close()
+        return TrainResult(status, self.state.step, self.run_dir, model_path, last_val)
+
+    def _loop(self, bar: ProgressBar, stop_at: int | None) -> tuple[str, dict]:
+        tc, state = self.config, self.state
+        batches = iter(self.stream)
+        val = {}
+        if state.step == 0 and tc.val_at_start:
+            val = self.evaluate()
+            self.loggers.log(0, val)
+        atoms, t0 = 0, time.perf_counter()
+        with StopRequest() as stop:
+            while state.step < tc.max_steps:
+                batch = next(batches).to(self.engine.device, self.dtype)
+                state.step += 1
+                lr = self.schedule.set_step(state.step)
+                metrics = self.train_step(batch)
+                atoms += batch.n_atoms
+                last = state.step == tc.max_steps
+                row = {}
+                if state.step % tc.log_every == 0 or last:
+                    elapsed = max(time.perf_counter() - t0, 1e-9)
+                    row = metrics | {"lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed}
+                    bar.update(state.step, row)
+                    atoms, t0 = 0, time.perf_counter()
+                stop_early = False
+                if state.step % tc.val_every == 0 or last:
+                    val = self.evaluate()
+                    row |= val
+                    stop_early = self._should_stop_early(val)
+                if row:
+                    self.loggers.log(state.step, row)
+                if stop_early:
+                    return "early_stopped", val
+                if state.step % tc.ckpt_every == 0:
+                    self.save()
+                if self._any_rank(stop.requested) or state.step == stop_at:
+                    self.save()
+                    return "interrupted", val
+        return "completed", val
+
+    def train_step(self, batch) -> dict[str, float]:
+        """One optimiser step on `batch` (already on the device). A step whose loss or gradient
+        is not finite changes nothing but the counters; too many in a row stop the run."""
+        from foundation.models.outputs import predict
+
+        state = self.state
+        force_heads = self.loss_config.force_heads(batch, self.heads)
+        pred = predict(self.forward_model, batch, self.heads, force_heads, create_graph=True)
+        loss, parts = energy_force_loss(pred, batch, self.loss_config)
+        # Backward even when the loss is NaN: under DDP every rank must join the gradient
+        # all-reduce, after which all ranks see the same non-finite norm and skip together.
+        self.engine.backward(loss)
+        grad_norm = self.engine.clip_grad_norm(self.config.grad_clip)
+        bad = not (math.isfinite(float(loss.detach())) and math.isfinite(float(grad_norm)))
+        if self._any_rank(bad):
+            self.engine.skip_step()
+            state.nonfinite_total += 1
+            state.nonfinite_run += 1
+            if state.nonfinite_run >= self.config.max_nonfinite_steps:
+                last = checkpoint.list_checkpoints(self.run_dir)
+                kept = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written"
+                raise TrainingDiverged(f"step {state.step}: loss or gradient not finite for "
+                                       f"{state.nonfinite_run} steps in a row; stopped ({kept})")
+            return {"nonfinite_steps": state.nonfinite_total}
+        self.engine.step()
+        self.ema.update(self.model)
+        state.nonfinite_run = 0
+        metrics = {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
+                   "nonfinite_steps": state.nonfinite_total}
+        metrics |= {f"loss/{k}": float(v) for k, v in parts.items()}
+        return self.engine.all_reduce(metrics, "mean")
+
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics of the EMA weights."""
+        from foundation.models.outputs import predict
+
+        def predict_fn(batch, heads, force_heads):
+            return predict(self.model, batch, heads, force_heads, create_graph=False)
+
+        with self.ema.applied(self.model):
+            self.model.eval()
+            try:
+                return validate(predict_fn, self.data.val_batches(), self.heads, self.loss_config,
+                                self.engine.device, self.dtype, self.engine.all_reduce)
+            finally:
+                self.model.train()
+
+    # ---- stopping, checkpoints, export ------------------------------------------------------
+    def _should_stop_early(self, val: dict[str, float]) -> bool:
+        name = self.config.early_stopping_metric
+        if name not in val:
+            if val and (self.config.early_stopping_patience or self.config.schedule == "plateau"):
+                raise UserError(f"trainer.early_stopping_metric={name!r}: validation reports "
+                                f"{', '.join(sorted(val))}")
+            return False
+        self.schedule.observe(val[name])
+        if val[name] < self.state.best_metric:
+            self.state.best_metric, self.state.bad_evals = val[name], 0
+            return False
+        self.state.bad_evals += 1
+        patience = self.config.early_stopping_patience
+        return patience > 0 and self.state.bad_evals >= patience
+
+    def _any_rank(self, flag: bool) -> bool:
+        return self.engine.all_reduce({"flag": float(flag)}, "max")["flag"] > 0
+
+    def save(self) -> Path | None:
+        parts = {
+            "engine": self.engine.state_dict(),
+            "ema": self.ema.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "data": self.stream.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "trainer": dataclasses.asdict(self.state),
+            "model_config": dataclasses.asdict(self.model.config),
+            "run_config": plain(self.run),
+        }
+        path = None
+        if self.engine.is_rank0:
+            path = checkpoint.save_checkpoint(self.run_dir, self.state.step, parts,
+                                              keep=self.config.keep_checkpoints)
+        self._saved_step = self.state.step
+        self.engine.barrier()
+        return path
+
+    def _find_checkpoint(self) -> dict | None:
+        found = checkpoint.latest_checkpoint(self.run_dir) if self.run.resume else None
+        if found is None and not self.run.resume and checkpoint.list_checkpoints(self.run_dir):
+            raise UserError(f"{self.run_dir} already holds checkpoints of a run: pass resume=true "
+                            f"to continue it, or name=<new name> for a new run")
+        return None if found is None else found[1]
+
+    def _restore(self, saved: dict) -> None:
+        self.engine.load_state_dict(saved["engine"])
+        self.ema.load_state_dict(saved["ema"])
+        self.schedule.load_state_dict(saved["schedule"])
+        self.stream.load_state_dict(saved["data"])
+        self.state = TrainState(**saved["trainer"])
+        changed = [k for k in config_changes(saved.get("run_config", {}), plain(self.run)) if k != "resume"]
+        if changed:
+            warnings.warn(f"resuming {self.run_dir} with a changed config: {', '.join(changed)}", stacklevel=2)
+        self._saved_step = self.state.step
+        checkpoint.set_rng_state(saved["rng"])
+
+    def export(self, metrics: dict[str, float]) -> Path | None:
+        """Write the EMA weights as `<run_dir>/model.safetensors` (rank 0)."""
+        from foundation.hub.format import save_model
+
+        path = self.run_dir / "model.safetensors"
+        if self.engine.is_rank0:
+            training = {"run": self.run.name, "steps": self.state.step, "fidelities": self.heads,
+                        "init_from": self.config.init_from, "frozen_parameters": len(self.frozen)}
+            metadata = {"metrics": metrics, "training": training,
+                        "data_manifest_hash": getattr(self.data, "manifest_hash", None)}
+            with self.ema.applied(self.model):
+                save_model(self.model, path, metadata)
+        self.engine.barrier()
+        return path
+
+    def close(self) -> None:
+        self.loggers.close()
+        self.engine.close()
+
+
+def metric_names(heads: list[str]) -> list[str]:
+    """The metrics a run logs, in the order metrics.csv shows them."""
+    train = ["loss", *[f"loss/{h}{part}" for h in heads for part in ("", "/energy", "/forces")]]
+    val = ["val/loss", *[f"val/{h}/{m}" for h in heads
+                         for m in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")]]
+    return [*train, "lr", "grad_norm", "atoms_per_s", "nonfinite_steps", *val]
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

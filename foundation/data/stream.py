@@ -1,0 +1,301 @@
+"""The streaming training loader: webdataset shards → endless, shuffled, fidelity-mixed batches.
+
+Per reader (one DataLoader worker of one rank) the pipeline is
+
+    for each mix key (a fidelity, or all samples when there is no mixing), an endless record
+    stream: epoch e → shards shuffled by (seed, e) identically on every rank → split by node,
+    then by worker (`data_pipelines.shards.reader`) → records routed to this key → shuffle buffer
+    → mixing: sample j is drawn from key k with probability ratio[k]
+    → `group_by_atoms` (at most `max_atoms` atoms per batch) → `collate` → AtomsBatch
+
+Batches, not samples, cross the DataLoader worker boundary. Every random choice is seeded from
+(seed, epoch or draw index, reader), so a stream is a pure function of its settings and its
+position. The position is small: per reader the number of draws and, per key, (epoch, records
+taken in that epoch); restoring replays at most one epoch of one reader's records without building
+batches, and whole epochs are skipped without reading anything.
+
+Mixing keeps a separate stream per fidelity, of every sample labelled at it, each cycling at its
+own pace: with {"wb97x_631gs": 0.9, "ccsdt_ccpvdz": 0.1} a tenth of the drawn samples come from the
+CC-labelled ones (which bring their DFT labels too) however rare they are in the data. A sample
+labelled at several fidelities of the mix is in several streams.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections import deque
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import webdataset as wds
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from data_pipelines.shards.manifest import Manifest, load_manifest
+from data_pipelines.shards.reader import Reader, check_on_error, epoch_records, iter_samples, seed_from
+from data_pipelines.shards.record import record_label_set, record_to_sample
+from foundation.data.batch import AtomsBatch, collate
+from foundation.data.batching import batches_by_atoms, group_by_atoms
+from foundation.errors import DataError, UserError
+
+ALL = ""  # the mix key of an unmixed stream: every sample
+_MIX_SALT, _SHUFFLE_SALT, _DRAW_BLOCK = 0x6D6978, 0x736875, 4096
+_STATE_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamSpec:
+    """Everything a reader needs (picklable: it travels to DataLoader workers)."""
+
+    manifest: Manifest
+    split: str
+    seed: int
+    rank: int
+    world_size: int
+    num_workers: int
+    max_atoms: int
+    fidelities: tuple[str, ...]  # label sets in every batch, present or masked
+    mix: tuple[tuple[str, float], ...]  # (key, probability); ((ALL, 1.0),) when not mixing
+    routes: Mapping[str, frozenset[str] | None]  # key -> label sets it takes (None: all)
+    shards: Mapping[str, tuple[dict, ...]]  # key -> manifest entries of shards holding its samples
+    shuffle_buffer: int
+    on_error: str
+    dtype: torch.dtype
+
+    @property
+    def n_readers_per_rank(self) -> int:
+        return max(1, self.num_workers)
+
+
+class _KeyStream:
+    """One mix key's endless records for one reader; `position` = (epoch, records taken in it)."""
+
+    def __init__(self, spec: StreamSpec, key: str, salt: int, reader: Reader, position, failed):
+        self.spec, self.key, self.salt, self.reader, self.failed = spec, key, salt, reader, failed
+        self.position = tuple(position)
+        self._records = self._generate(*self.position)
+
+    def next(self) -> tuple[str, dict]:
+        epoch, index, item = next(self._records)
+        self.position = (epoch, index + 1)
+        return item
+
+    def _generate(self, epoch: int, skip: int):
+        spec, route = self.spec, self.spec.routes[self.key]
+        while True:
+            records = epoch_records(spec.manifest, spec.shards[self.key], self.reader, spec.seed, epoch,
+                                    self.salt, spec.on_error, self.failed)
+            if route is not None:
+                records = (r for r in records if record_label_set(r[1]) in route)
+            if spec.shuffle_buffer > 1:
+                rng = _rng(spec.seed, _SHUFFLE_SALT, self.salt, epoch, self.reader.index)
+                records = wds.shuffle(spec.shuffle_buffer, spec.shuffle_buffer, rng=rng)(records)
+            n = 0
+            for item in records:
+                if n >= skip:  # fast-forward on restore: records are read, no sample is built
+                    yield epoch, n, item
+                n += 1
+            if n == 0:
+                what = f"samples of fidelity {self.key!r}" if self.key else "samples"
+                raise DataError(f"{spec.manifest.location}: reader {self.reader.index} of {self.reader.count} "
+                                f"(world_size × workers) got no {what} in split {spec.split!r}; use fewer "
+                                f"workers or ranks, or more data")
+            epoch, skip = epoch + 1, 0
+
+
+class _ReaderPipeline:
+    """One reader's endless batches, each with the reader's position after it."""
+
+    def __init__(self, spec: StreamSpec, reader: Reader, state: dict | None):
+        state = state or {}
+        self.spec, self.reader = spec, reader
+        self.drawn = int(state.get("drawn", 0))
+        self.failed: dict[str, int] = dict(state.get("failed", {}))  # shard url -> times skipped
+        positions = state.get("streams", {})
+        self.streams = [_KeyStream(spec, key, salt, reader, positions.get(key, (0, 0)), self._note_failure)
+                        for salt, (key, _) in enumerate(spec.mix)]
+
+    def _note_failure(self, url: str) -> None:
+        self.failed[url] = self.failed.get(url, 0) + 1
+
+    def position(self) -> dict:
+        return {"drawn": self.drawn, "failed": dict(self.failed),
+                "streams": {s.key: list(s.position) for s in self.streams}}
+
+    def samples(self):
+        """Endless (sample, position after it): draws by ratio from the key streams."""
+        spec = self.spec
+        p = np.array([w for _, w in spec.mix])
+        while True:
+            block, start = divmod(self.drawn, _DRAW_BLOCK)
+            if len(self.streams) == 1:
+                choices = np.zeros(_DRAW_BLOCK, np.int64)
+            else:  # draws come in seeded blocks, so draw j is known without replaying draws < j
+                rng = np.random.default_rng(seed_from(spec.seed, _MIX_SALT, self.reader.index, block))
+                choices = rng.choice(len(p), size=_DRAW_BLOCK, p=p)
+            for c in choices[start:]:
+                where, record = self.streams[c].next()
+                self.drawn += 1
+                yield record_to_sample(record, where), self.position()
+
+    def batches(self) -> Iterator[tuple[AtomsBatch, dict]]:
+        # group_by_atoms looks one sample ahead; the position after a batch is that of its last
+        # sample, so positions wait in a queue until their sample's batch is out.
+        pending: deque = deque()
+
+        def samples():
+            for sample, position in self.samples():
+                pending.append(position)
+                yield sample
+
+        for group in group_by_atoms(samples(), self.spec.max_atoms):
+            for _ in group:
+                position = pending.popleft()
+            yield collate(group, self.spec.fidelities, dtype=self.spec.dtype), position
+
+
+class _ReaderDataset(IterableDataset):
+    """Runs one `_ReaderPipeline` per DataLoader worker. Physical worker i plays logical reader
+    (i + offset) % n: a restored stream starts the DataLoader's round-robin where it stopped."""
+
+    def __init__(self, spec: StreamSpec, states: dict[int, dict], offset: int):
+        self.spec, self.states, self.offset = spec, states, offset
+
+    def __iter__(self):
+        info = get_worker_info()
+        n = self.spec.n_readers_per_rank
+        logical = ((info.id if info is not None else 0) + self.offset) % n
+        reader = Reader(self.spec.rank, self.spec.world_size, logical, n)
+        try:
+            for batch, position in _ReaderPipeline(self.spec, reader, self.states.get(logical)).batches():
+                yield batch, logical, position
+        except DataError as e:  # one clean line in the main process, not a worker traceback
+            yield None, logical, str(e)
+
+
+def _as_is(x):
+    return x
+
+
+class ShardStream:
+    """Endless training batches for one rank from a shard folder or URL (`BatchStream`).
+
+    `ratios`: fidelity -> share of drawn samples, e.g. {"wb97x_631gs": 0.9, "ccsdt_ccpvdz": 0.1};
+    None draws samples as they come. `fidelities`: the label sets every batch carries (default:
+    all in the split). Iterating again continues from the current position; `state_dict()` is that
+    position (with DataLoader workers the next batches were prefetched, but only consumed ones
+    count)."""
+
+    def __init__(self, manifest: Manifest | str, split: str = "train", *, seed: int = 0, rank: int = 0,
+                 world_size: int = 1, max_atoms: int = 1024, fidelities: Sequence[str] | None = None,
+                 ratios: Mapping[str, float] | None = None, shuffle_buffer: int = 1000,
+                 num_workers: int = 0, on_error: str = "raise", dtype: torch.dtype = torch.float32):
+        manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+        check_on_error(on_error)
+        _check_ints(seed=(seed, 0), world_size=(world_size, 1), max_atoms=(max_atoms, 1),
+                    num_workers=(num_workers, 0), shuffle_buffer=(shuffle_buffer, 0))
+        if not 0 <= rank < world_size:
+            raise UserError(f"rank {rank} is outside 0..{world_size - 1}")
+        mix, routes, shards = mix_plan(manifest, split, ratios)
+        self.spec = StreamSpec(manifest, split, seed, rank, world_size, num_workers, max_atoms,
+                               tuple(fidelities or manifest.fidelities(split)), mix, routes, shards,
+                               shuffle_buffer, on_error, dtype)
+        self.batches = 0
+        self._readers: dict[int, dict] = {}
+
+    @property
+    def failed_shards(self) -> dict[str, int]:
+        """Shards skipped (with `on_error="skip"`) by this rank's readers: url -> times skipped
+        (once per epoch that reached it)."""
+        failed: dict[str, int] = {}
+        for state in self._readers.values():
+            for url, n in state["failed"].items():
+                failed[url] = failed.get(url, 0) + n
+        return failed
+
+    def __iter__(self) -> Iterator[AtomsBatch]:
+        spec = self.spec
+        dataset = _ReaderDataset(spec, dict(self._readers), self.batches % spec.n_readers_per_rank)
+        items = iter(dataset) if spec.num_workers == 0 else iter(DataLoader(
+            dataset, batch_size=None, num_workers=spec.num_workers, collate_fn=_as_is))
+        for batch, logical, position in items:
+            if batch is None:
+                raise DataError(position)
+            self._readers[logical] = position
+            self.batches += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        """The position of every rank. Under torch.distributed with world_size > 1 this is a
+        collective (every rank must call it, as the trainer's `save` does): it gathers all ranks'
+        positions, so the checkpoint that rank 0 writes resumes every rank exactly."""
+        mine = {"batches": self.batches, "readers": {str(k): v for k, v in sorted(self._readers.items())}}
+        ranks = [(self.spec.rank, mine)]
+        if self.spec.world_size > 1 and dist.is_available() and dist.is_initialized():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, (self.spec.rank, mine))
+        return {**self._identity(), "ranks": {str(r): s for r, s in sorted(ranks)}}
+
+    def load_state_dict(self, state: dict) -> None:
+        mine = self._identity()
+        differ = [k for k in mine if state.get(k) != mine[k]]
+        if differ:
+            raise UserError("cannot resume the data stream: " + ", ".join(
+                f"{k} was {state.get(k)!r}, now {mine[k]!r}" for k in differ)
+                + " (resume with the same data, seed, ranks, workers and batching)")
+        saved = state["ranks"].get(str(self.spec.rank))
+        if saved is None:
+            raise UserError(f"cannot resume the data stream: the checkpoint holds the positions of "
+                            f"ranks {', '.join(state['ranks'])}, not of rank {self.spec.rank}")
+        self.batches = int(saved["batches"])
+        self._readers = {int(k): v for k, v in saved["readers"].items()}
+
+    def _identity(self) -> dict:
+        s = self.spec
+        return {"version": _STATE_VERSION, "manifest_sha256": s.manifest.sha256, "split": s.split,
+                "seed": s.seed, "world_size": s.world_size, "num_workers": s.num_workers,
+                "max_atoms": s.max_atoms, "mix": [[k, w] for k, w in s.mix], "shuffle_buffer": s.shuffle_buffer}
+
+
+def single_pass(manifest: Manifest | str, split: str, max_atoms: int, fidelities: Sequence[str] | None = None,
+                on_error: str = "raise", rank: int = 0, world_size: int = 1,
+                dtype: torch.dtype = torch.float32) -> Iterator[AtomsBatch]:
+    """One finite pass over `split` in stored order (validation, evaluation); with `world_size`
+    > 1 each rank gets a disjoint share."""
+    manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
+    fidelities = list(fidelities or manifest.fidelities(split))
+    samples = iter_samples(manifest, split, on_error, Reader(rank, world_size))
+    return batches_by_atoms(samples, max_atoms, fidelities, dtype=dtype)
+
+
+def mix_plan(manifest: Manifest, split: str, ratios: Mapping[str, float] | None):
+    """(mix, routes, shards): each key's draw probability, the label sets its stream takes (every
+    one that includes the fidelity) and the shards holding them."""
+    counts = manifest.counts(split)
+    all_shards = tuple(manifest.shards(split))
+    if not ratios:
+        return ((ALL, 1.0),), {ALL: None}, {ALL: all_shards}
+    present = counts["fidelities"]
+    for fid, w in ratios.items():
+        if fid not in present:
+            raise UserError(f"fidelity ratio for {fid!r}, but split {split!r} of {manifest.location} "
+                            f"has only {', '.join(sorted(present)) or 'no labels'}")
+        if not (w > 0):
+            raise UserError(f"fidelity ratio for {fid!r} is {w}; ratios must be > 0")
+    keys = sorted(ratios)
+    routes = {fid: frozenset(ls for ls in counts["label_sets"] if fid in ls.split("+")) for fid in keys}
+    shards = {fid: tuple(s for s in all_shards if routes[fid] & set(s["label_sets"])) for fid in keys}
+    total = sum(ratios.values())
+    return tuple((fid, ratios[fid] / total) for fid in keys), routes, shards
+
+
+def _rng(*parts: int) -> random.Random:
+    return random.Random(seed_from(*parts))
+
+
+def _check_ints(**values: tuple[int, int]) -> None:
+    for name, (value, least) in values.items():
+        if not isinstance(value, (int, np.integer)) or value < least:
+            raise UserError(f"{name}={value!r}: must be an integer ≥ {least}")

@@ -31,6 +31,7 @@ class ShardDataConfig:
     skip (and count) it."""
 
     path: str | None = None
+    fidelities: list[str] | None = None  # train on these label sets only (null: all in the data)
     fidelity_ratios: dict[str, float] | None = None
     max_atoms_per_batch: int = 512
     shuffle_buffer: int = 1000  # samples per reader; more mixes better, costs memory
@@ -51,6 +52,11 @@ class ShardDataConfig:
                 raise UserError(f"data.fidelity_ratios={self.fidelity_ratios!r}: expected a mapping "
                                 "fidelity -> ratio, e.g. {wb97x_631gs: 0.9, ccsdt_ccpvdz: 0.1}")
             self.fidelity_ratios = {str(k): float(v) for k, v in self.fidelity_ratios.items()}
+        if self.fidelities is not None:
+            self.fidelities = [str(f) for f in self.fidelities]
+            if self.fidelity_ratios is None and len(self.fidelities) == 1:
+                # draw only samples labelled at the one fidelity (e.g. the CC subset for fine-tuning)
+                self.fidelity_ratios = {self.fidelities[0]: 1.0}
         for name in ("max_atoms_per_batch",):
             if getattr(self, name) <= 0:
                 raise UserError(f"data.{name}={getattr(self, name)}: must be > 0")
@@ -80,6 +86,12 @@ class ShardData:
         self.manifest, self.config = manifest, config
         self.dtype = _DTYPES[config.dtype]
         self.fidelities = manifest.fidelities()
+        if config.fidelities is not None:
+            unknown = sorted(set(config.fidelities) - set(self.fidelities))
+            if unknown:
+                raise UserError(f"data.fidelities: {', '.join(unknown)} not in {manifest.location} "
+                                f"(has {', '.join(self.fidelities)})")
+            self.fidelities = list(config.fidelities)
         self.elements = manifest.elements(config.train_split)
         self._references: dict[str, tuple[list[np.ndarray], np.ndarray]] | None = None
 

@@ -146,7 +146,7 @@ def _check_tensors(path: Path, expected: dict[str, torch.Tensor], found: dict[st
 def _weights_dtype(tensors: dict[str, torch.Tensor]) -> torch.dtype | None:
     """The dtype the weights were trained in (reference energies are always float64)."""
     for name, t in tensors.items():
-        if t.is_floating_point() and name != "reference_energies":
+        if t.is_floating_point() and not name.endswith("reference_energies"):
             return t.dtype
     return None
 

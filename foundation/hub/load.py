@@ -58,7 +58,7 @@ def load_training_checkpoint(path: str | os.PathLike, device: str | torch.device
         model = build_model(state["model_config"])
         weights = state["engine"]["model"]
         dtype = next((t.dtype for k, t in weights.items()
-                      if t.is_floating_point() and k != "reference_energies"), None)
+                      if t.is_floating_point() and not k.endswith("reference_energies")), None)
         if dtype is not None:
             model = model.to(dtype)
         model.load_state_dict(weights)

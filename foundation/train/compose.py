@@ -20,7 +20,7 @@ from foundation.train.config import LoggerConfig, RunConfig, TrainerConfig
 
 CONFIG_ENV = "FOUNDATION_HYDRA_CONFIGS"  # a different config tree, e.g. a site's own
 PRIMARY = "train"
-_GROUPS = ("model", "data", "trainer", "logger", "experiment")
+_GROUPS = ("model", "data", "trainer", "logger", "recipe", "experiment")
 
 
 def config_dir() -> Path:

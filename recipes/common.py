@@ -1,0 +1,113 @@
+"""What every recipe does: train with a recipe's Hydra config plus overrides, and evaluate models
+on held-out data. A recipe is a config in `hydra_configs/recipe/` (the trainer settings) and, when
+it is more than one training, a short module here that strings trainings together."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from foundation.data.sample import Sample
+from foundation.train.compose import load_run_config
+from foundation.train.trainer import TrainResult, Trainer
+
+CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
+
+
+def train(recipe: str | None, overrides: Sequence[str] = (), quiet: bool = False) -> TrainResult:
+    """One training run: `hydra_configs/train.yaml` + `recipe=<recipe>` + overrides."""
+    config = load_run_config(([f"recipe={recipe}"] if recipe else []) + list(overrides))
+    trainer = Trainer(config)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+            return trainer.train()
+    finally:
+        trainer.close()
+
+
+def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:
+    """The embedded dataset's `split`, only structures labelled at `fidelity` if given."""
+    from data_pipelines.shards.manifest import load_manifest
+    from data_pipelines.shards.reader import iter_samples
+    from foundation.data.embedded_data import EMBEDDED_DIR
+
+    samples = iter_samples(load_manifest(EMBEDDED_DIR), split)
+    return [s for s in samples if fidelity is None or fidelity in s.energies]
+
+
+def evaluate_models(models: dict[str, str | os.PathLike], samples: Sequence[Sample], fidelity: str,
+                    head: str | None = None) -> dict[str, dict]:
+    """{label: metrics} for each model file on `samples` at `fidelity` (head: the model's head of
+    that name when it has one, else `head`, else its default). Forces are compared with DFT's."""
+    from foundation.evaluation.evaluate import evaluate
+    from foundation.hub.load import load_model
+
+    results = {}
+    for label, path in models.items():
+        model = load_model(path).eval()
+        use = fidelity if fidelity in model.heads else (head or model.default_head)
+        metrics = evaluate(model, samples, head=use, fidelity=fidelity, include_forces=False)
+        forces = _forces_vs_dft(model, samples, use)
+        results[label] = {k: v for k, v in metrics.items() if k != "structures"} | forces | {"head": use}
+    return results
+
+
+def _forces_vs_dft(model, samples: Sequence[Sample], head: str) -> dict:
+    from foundation.evaluation.evaluate import evaluate
+
+    with_forces = [s for s in samples if DFT in s.forces]
+    if not with_forces:
+        return {}
+    m = evaluate(model, with_forces, head=head, fidelity=DFT, include_forces=True)
+    return {"forces_vs_dft_mae_ev_per_a": m.get("forces_mae_ev_per_a"),
+            "forces_vs_dft_rmse_ev_per_a": m.get("forces_rmse_ev_per_a")}
+
+
+COLUMNS = [("relative_energy_rmse_kcal_mol", "rel. E RMSE (kcal/mol)"),
+           ("energy_rmse_kcal_mol", "E RMSE (kcal/mol)"),
+           ("energy_mae_kcal_mol", "E MAE (kcal/mol)"),
+           ("forces_vs_dft_mae_ev_per_a", "F MAE vs DFT (eV/Å)"),
+           ("n_structures", "structures")]
+
+
+def markdown_table(results: dict[str, dict], columns: Iterable[tuple[str, str]] = COLUMNS) -> str:
+    columns = list(columns)
+    lines = ["| model | " + " | ".join(title for _, title in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for label, metrics in results.items():
+        cells = [_fmt(metrics.get(key)) for key, _ in columns]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    return write_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

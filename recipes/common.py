@@ -43,7 +43,8 @@ def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:
 def evaluate_models(models: dict[str, str | os.PathLike], samples: Sequence[Sample], fidelity: str,
                     head: str | None = None) -> dict[str, dict]:
     """{label: metrics} for each model file on `samples` at `fidelity` (head: the model's head of
-    that name when it has one, else `head`, else its default). Forces are compared with DFT's."""
+    that name when it has one, else `head`, else its default). Forces are compared with DFT's.
+    `metrics["structures"]` holds the per-structure predictions, for parity plots."""
     from foundation.evaluation.evaluate import evaluate
     from foundation.hub.load import load_model
 
@@ -53,7 +54,7 @@ def evaluate_models(models: dict[str, str | os.PathLike], samples: Sequence[Samp
         use = fidelity if fidelity in model.heads else (head or model.default_head)
         metrics = evaluate(model, samples, head=use, fidelity=fidelity, include_forces=False)
         forces = _forces_vs_dft(model, samples, use)
-        results[label] = {k: v for k, v in metrics.items() if k != "structures"} | forces | {"head": use}
+        results[label] = metrics | forces | {"head": use}
     return results
 
 

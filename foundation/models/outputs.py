@@ -22,7 +22,11 @@ def predict(model: PotentialModel, batch: AtomsBatch, heads: Sequence[str],
 
     `heads` are the energies wanted; `force_heads` the heads whose forces are wanted (computed
     too if not in `heads`). `create_graph=True` when the forces enter a loss to train on.
+    `model` may be a parallel engine's wrapper (`predict_forward`): the whole pass, forces
+    included, then runs inside the wrapper's forward, where DDP and DeepSpeed hook it.
     """
+    if hasattr(model, "predict_forward"):
+        return model.predict_forward(batch, heads, force_heads, create_graph)
     names = list(dict.fromkeys([*heads, *force_heads]))
     positions = leaf_positions(batch) if force_heads else batch.positions
     with torch.enable_grad() if force_heads else contextlib.nullcontext():

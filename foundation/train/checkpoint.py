@@ -3,8 +3,10 @@ schedule, EMA, data-stream position, RNG states, step, best metric), so that `re
 continues exactly where an uninterrupted run would be.
 
 Each is written to a temporary file in the run directory, flushed to disk, then renamed over
-`ckpt-<step>.pt`: a crash mid-write leaves the previous checkpoints intact and no truncated file
-under a checkpoint's name. The newest `keep` are kept. Loading uses `weights_only=True`, so the
+`ckpt-<step>.pt`: a crash or a full disk mid-write leaves the previous checkpoints intact and no
+truncated file under a checkpoint's name. An engine that shards its state over ranks (ZeRO) has each rank write
+`ckpt-<step>.rank<r>.pt` first; rank 0 writes `ckpt-<step>.pt` once all are on disk, so a
+checkpoint that exists is complete. The newest `keep` are kept. Loading uses `weights_only=True`, so the
 file may hold only tensors and plain Python values (no pickled objects): RNG states are
 converted accordingly. These files are for resuming; the distributable model is the
 `.safetensors` export (`foundation.hub.format`)."""
@@ -26,6 +28,7 @@ from foundation.errors import CheckpointError
 FORMAT = "foundation-train-checkpoint"
 VERSION = 1
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
+_SHARD = re.compile(r"^ckpt-(\d+)\.rank\d+\.pt$")
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -42,23 +45,52 @@ def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, keep: int = 3) -> Path:
-    """Write `state` (plus format tags and the step) atomically; prune to the newest `keep`."""
+    """Write `state` (plus format tags and the step) atomically; prune to the newest `keep`
+    (with their shards, and shards left by a checkpoint that was never completed)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_path(run_dir, step)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=run_dir)
+    _write(path, {"format": FORMAT, "version": VERSION, "step": step, **state})
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    kept = {s for s, _ in list_checkpoints(run_dir)}
+    for shard in run_dir.glob("ckpt-*.rank*.pt"):
+        m = _SHARD.match(shard.name)
+        if m and int(m.group(1)) not in kept and int(m.group(1)) < step:
+            shard.unlink(missing_ok=True)
+    return path
+
+
+def shard_path(run_dir: Path, step: int, rank: int) -> Path:
+    return Path(run_dir) / f"ckpt-{step:08d}.rank{rank:05d}.pt"
+
+
+def save_shard(run_dir: Path, step: int, rank: int, state: dict) -> Path:
+    """One rank's part of a sharded state (ZeRO optimiser states), written by that rank before
+    rank 0 writes the checkpoint itself: a checkpoint that exists has all its shards."""
+    path = shard_path(run_dir, step, rank)
+    _write(path, {"format": FORMAT, "version": VERSION, "step": step, "rank": rank, **state})
+    return path
+
+
+def read_shard(run_dir: Path, step: int, rank: int, map_location="cpu") -> dict:
+    return read_checkpoint(shard_path(run_dir, step, rank), map_location)
+
+
+def _write(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, "step": step, **state}, f)
+            torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # a full disk or a lost mount: say so in one line
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({e.strerror or e}); the earlier "
+                                  f"checkpoints in {path.parent} are untouched") from None
         raise
-    for _, old in list_checkpoints(run_dir)[:-keep]:
-        old.unlink(missing_ok=True)
-    return path
 
 
 def read_checkpoint(path: Path, map_location="cpu") -> dict:

@@ -20,7 +20,7 @@ from foundation.train.config import LoggerConfig, RunConfig, TrainerConfig
 
 CONFIG_ENV = "FOUNDATION_HYDRA_CONFIGS"  # a different config tree, e.g. a site's own
 PRIMARY = "train"
-_GROUPS = ("model", "data", "trainer", "logger", "recipe", "experiment")
+_GROUPS = ("model", "data", "trainer", "logger", "distributed", "recipe", "experiment")
 
 
 def config_dir() -> Path:
@@ -65,8 +65,14 @@ def load_run_config(overrides: list[str], directory: Path | None = None) -> RunC
         data=instantiate(cfg.get("data"), "data"),
         trainer=instantiate(cfg.get("trainer") or {}, "trainer", TrainerConfig),
         logger=instantiate(cfg.get("logger") or {}, "logger", LoggerConfig),
-        **{k: cfg[k] for k in ("name", "out_dir", "resume", "distributed") if k in cfg},
+        distributed=_engine(cfg.get("distributed", "single")),
+        **{k: cfg[k] for k in ("name", "out_dir", "resume") if k in cfg},
     )
+
+
+def _engine(node):
+    """The group `distributed` (a config with `_target_`), or a bare engine name."""
+    return instantiate(node, "distributed") if isinstance(node, dict) else node
 
 
 def instantiate(node: dict | None, where: str, default: type | None = None):

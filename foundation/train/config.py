@@ -106,7 +106,7 @@ class RunConfig:
     name: str = "run"
     out_dir: str = "runs"
     resume: bool = False
-    distributed: str = "single"
+    distributed: Any = "single"  # an engine name, or its config (group `distributed`, engines/distributed_env.py)
 
     def __post_init__(self):
         if not callable(getattr(self.data, "build", None)):
@@ -115,7 +115,9 @@ class RunConfig:
             raise UserError(f"model: config {type(self.model).__name__} has no build()")
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise UserError(f"name={self.name!r}: must be a plain directory name")
-        _choice(self, "", "distributed", ENGINES)
+        engine = getattr(self.distributed, "name", self.distributed)
+        if engine not in ENGINES:
+            raise UserError(f"distributed={engine!r}: must be one of {', '.join(ENGINES)}")
 
     @property
     def run_dir(self) -> Path:

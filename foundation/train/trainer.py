@@ -51,6 +51,9 @@ class Trainer:
         self._saved_step = -1
         self.dtype = DTYPES[tc.dtype]
         self.engine = build_engine(config.distributed, tc)
+        if self.engine.lr_scale != 1.0:  # distributed.lr_scaling, for this world size
+            s = self.engine.lr_scale
+            self.config = tc = dataclasses.replace(tc, lr=tc.lr * s, min_lr=tc.min_lr * s)
         _seed(tc.seed + self.engine.rank)
         self.data = build.build_data(config)
         self.heads = list(self.data.fidelities)
@@ -71,7 +74,9 @@ class Trainer:
         if self.engine.is_rank0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             write_config(self.run_dir / "config.yaml", plain(config))
-        self.loggers = Loggers(config.logger, self.run_dir, config.name, plain(config),
+        logged_config = plain(config) | {"data_manifest_hash": getattr(self.data, "manifest_hash", None),
+                                         "world_size": self.engine.world_size}
+        self.loggers = Loggers(config.logger, self.run_dir, config.name, logged_config,
                                resume_step=self.resumed_from, enabled=self.engine.is_rank0,
                                columns=metric_names(self.heads))
 
@@ -137,7 +142,8 @@ class Trainer:
                 row = {}
                 if state.step % tc.log_every == 0 or last:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    row = metrics | {"lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed}
+                    row = metrics | {"lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed,
+                                     "memory_mb": self.engine.all_reduce({"m": self.engine.memory_mb()}, "max")["m"]}
                     bar.update(state.step, row)
                     atoms, t0 = 0, time.perf_counter()
                 stop_early = False
@@ -223,12 +229,20 @@ class Trainer:
         return self.engine.all_reduce({"flag": float(flag)}, "max")["flag"] > 0
 
     def save(self) -> Path | None:
+        """Rank 0 writes the checkpoint, with every rank's data position and RNG states; an
+        engine that shards its state has each rank write its shard first."""
+        per_rank = {"data": self.stream.state_dict(), "rng": checkpoint.rng_state()}
+        shard = self.engine.shard_state_dict()
+        if shard is not None:
+            checkpoint.save_shard(self.run_dir, self.state.step, self.engine.rank, shard)
+            self.engine.barrier()  # all shards on disk before the checkpoint that names them
         parts = {
             "engine": self.engine.state_dict(),
             "ema": self.ema.state_dict(),
             "schedule": self.schedule.state_dict(),
-            "data": self.stream.state_dict(),
-            "rng": checkpoint.rng_state(),
+            **per_rank,
+            "ranks": self.engine.all_gather_object(per_rank),
+            "shards": 0 if shard is None else self.engine.world_size,
             "trainer": dataclasses.asdict(self.state),
             "model_config": dataclasses.asdict(self.model.config),
             "run_config": plain(self.run),
@@ -246,19 +260,28 @@ class Trainer:
         if found is None and not self.run.resume and checkpoint.list_checkpoints(self.run_dir):
             raise UserError(f"{self.run_dir} already holds checkpoints of a run: pass resume=true "
                             f"to continue it, or name=<new name> for a new run")
+        self._resume_path = None if found is None else found[0]
         return None if found is None else found[1]
 
     def _restore(self, saved: dict) -> None:
         self.engine.load_state_dict(saved["engine"])
+        if saved.get("shards"):
+            if saved["shards"] != self.engine.world_size:
+                raise UserError(f"{self._resume_path}: written by {saved['shards']} ranks whose optimiser "
+                                f"states are sharded; resume it with {saved['shards']} ranks")
+            self.engine.load_shard_state_dict(
+                checkpoint.read_shard(self.run_dir, saved["step"], self.engine.rank))
+        ranks = saved.get("ranks") or [{"data": saved["data"], "rng": saved["rng"]}]
+        mine = ranks[self.engine.rank] if self.engine.rank < len(ranks) else ranks[0]
         self.ema.load_state_dict(saved["ema"])
         self.schedule.load_state_dict(saved["schedule"])
-        self.stream.load_state_dict(saved["data"])
+        self.stream.load_state_dict(mine["data"])
         self.state = TrainState(**saved["trainer"])
         changed = [k for k in config_changes(saved.get("run_config", {}), plain(self.run)) if k != "resume"]
         if changed:
             warnings.warn(f"resuming {self.run_dir} with a changed config: {', '.join(changed)}", stacklevel=2)
         self._saved_step = self.state.step
-        checkpoint.set_rng_state(saved["rng"])
+        checkpoint.set_rng_state(mine["rng"])
 
     def export(self, metrics: dict[str, float]) -> Path | None:
         """Write the EMA weights as `<run_dir>/model.safetensors` (rank 0)."""
@@ -285,7 +308,7 @@ def metric_names(heads: list[str]) -> list[str]:
     train = ["loss", *[f"loss/{h}{part}" for h in heads for part in ("", "/energy", "/forces")]]
     val = ["val/loss", *[f"val/{h}/{m}" for h in heads
                          for m in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")]]
-    return [*train, "lr", "grad_norm", "atoms_per_s", "nonfinite_steps", *val]
+    return [*train, "lr", "grad_norm", "atoms_per_s", "memory_mb", "nonfinite_steps", *val]
 
 
 def _seed(seed: int) -> None:

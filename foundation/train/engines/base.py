@@ -16,6 +16,7 @@ class Engine(abc.ABC):
     device: torch.device
     rank: int = 0
     world_size: int = 1
+    lr_scale: float = 1.0  # factor on trainer.lr for this world size (distributed.lr_scaling)
 
     @property
     def is_rank0(self) -> bool:
@@ -61,6 +62,26 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
+
+    def shard_state_dict(self) -> dict | None:
+        """This rank's part of a state that the engine partitions across ranks (ZeRO optimiser
+        states), written by every rank beside the checkpoint; None when nothing is sharded."""
+        return None
+
+    def load_shard_state_dict(self, shard: dict) -> None:
+        """Restore what `shard_state_dict` returned (after `load_state_dict`)."""
+
+    def all_gather_object(self, obj) -> list:
+        """Every rank's `obj` (picklable), in rank order, on every rank."""
+        return [obj]
+
+    def memory_mb(self) -> float:
+        """Peak memory of this rank so far, MiB: the GPU's allocations, or the process's RSS."""
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
     def barrier(self) -> None:
         """Wait for all ranks (nothing to wait for in one process)."""

@@ -53,5 +53,5 @@ class SingleEngine(Engine):
         self._optimizer.load_state_dict(state["optimizer"])
 
 
-def build_engine(trainer_config) -> SingleEngine:
+def build_engine(trainer_config, config=None) -> SingleEngine:
     return SingleEngine(trainer_config.device)

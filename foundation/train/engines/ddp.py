@@ -1,0 +1,99 @@
+"""PyTorch DistributedDataParallel: every rank holds the whole model and optimiser; gradients
+are averaged over ranks during the backward pass (bucketed all-reduce overlapping the compute),
+so every rank takes the same step. gloo on CPU, NCCL on GPUs.
+
+    torchrun --nproc_per_node=4 -m foundation train distributed=ddp ...
+
+The checkpointed state is the single engine's (model, optimiser), so a run can be resumed on
+another number of ranks or in one process (the data position is then scaled, not exact)."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from foundation.errors import UserError
+from foundation.train.engines.base import resolve_device
+from foundation.train.engines.distributed_env import (DistributedConfig, PredictForward,
+                                                      ProcessGroupEngine, WrappedForward, detect_env,
+                                                      init_process_group)
+
+_DDP_ARGS = inspect.signature(DistributedDataParallel.__init__).parameters
+
+
+@dataclasses.dataclass
+class DDPConfig(DistributedConfig):
+    name: str = "ddp"
+    bucket_cap_mb: float = 25.0  # gradient all-reduce bucket size
+    find_unused_parameters: bool = False  # true for a model whose steps leave some parameters out
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.bucket_cap_mb <= 0:
+            raise UserError(f"distributed.bucket_cap_mb={self.bucket_cap_mb}: must be > 0")
+
+
+class DDPEngine(ProcessGroupEngine):
+    def __init__(self, config: DDPConfig, device: str = "auto"):
+        env = detect_env()
+        device = resolve_device(device, env.local_rank)
+        init_process_group(env, device, config)
+        super().__init__(config, device, env)
+        self._model: nn.Module | None = None
+        self._optimizer: torch.optim.Optimizer | None = None
+
+    def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> nn.Module:
+        self._model, self._optimizer = model, optimizer
+        # device_ids=None: the batch is already on this rank's device and must reach the model
+        # as is (forces are differentiated against that very positions tensor). Buffers (AEV
+        # constants, reference energies) never change in training: synced once, here.
+        sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS
+                else {"broadcast_buffers": False})
+        ddp = DistributedDataParallel(PredictForward(model), device_ids=None, **sync,
+                                      bucket_cap_mb=self.config.bucket_cap_mb,
+                                      find_unused_parameters=self.config.find_unused_parameters)
+        # An output head's (1, n) weight slice gets a gradient whose stride differs from the
+        # bucket's only along its size-1 dimension: the same memory layout, nothing to fix.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        return WrappedForward(ddp)
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()  # DDP's hooks average the gradients over ranks as they are accumulated
+
+    def clip_grad_norm(self, max_norm: float | None) -> torch.Tensor:
+        # The gradients are already the ranks' mean, identical everywhere: so is their norm.
+        params = [p for p in self._model.parameters() if p.grad is not None]
+        if not params:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
+
+    def step(self) -> None:
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def skip_step(self) -> None:
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return {"model": self._model.state_dict(), "optimizer": self._optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._model.load_state_dict(state["model"])
+        self._optimizer.load_state_dict(state["optimizer"])
+
+
+def build_engine(trainer_config, config: DDPConfig | None = None) -> DDPEngine:
+    return DDPEngine(config or DDPConfig(), trainer_config.device)

@@ -1,0 +1,1 @@
+"""SLURM launchers for `foundation train`: an sbatch script and a submitit submitter."""

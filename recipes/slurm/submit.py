@@ -1,0 +1,93 @@
+"""Submit `foundation train` to SLURM with submitit (pip install 'foundation-mlip[slurm]'):
+
+    python -m recipes.slurm.submit --nodes 2 --partition gpu -- \\
+        distributed=ddp data=shards data.path=/shared/shards/ani1x name=ani1x_pretrain
+
+Resources come from hydra_configs/launcher/submitit_slurm.yaml (the schema of Hydra's submitit
+plugin), then the command-line options. Each SLURM task is one rank: submitit's
+`TorchDistributedEnvironment` exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT,
+and the task runs the training in-process with `resume=true`. At a timeout or pre-emption
+submitit requeues the job (up to `max_num_timeout` times) and the run resumes from its newest
+checkpoint, so keep `trainer.ckpt_every` to minutes of training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+LAUNCHER = Path(__file__).resolve().parents[2] / "hydra_configs" / "launcher" / "submitit_slurm.yaml"
+# Keys of the Hydra plugin's config that submitit's AutoExecutor takes (as slurm_<key>), and the
+# ones it names differently.
+_RENAMED = {"timeout_min": "timeout_min", "nodes": "nodes", "tasks_per_node": "tasks_per_node",
+            "gpus_per_node": "gpus_per_node", "cpus_per_task": "cpus_per_task", "mem_gb": "mem_gb",
+            "name": "name"}
+_SLURM_ONLY = ("partition", "qos", "account", "constraint", "comment", "exclude", "gres", "cpus_per_gpu",
+               "gpus_per_task", "mem_per_gpu", "mem_per_cpu", "signal_delay_s", "max_num_timeout",
+               "array_parallelism", "setup", "srun_args", "additional_parameters")
+
+
+class Train:
+    """The callable each task runs; submitit calls `checkpoint` on a timeout or pre-emption."""
+
+    def __init__(self, overrides: list[str]):
+        self.overrides = [o for o in overrides if not o.startswith("resume=")] + ["resume=true"]
+
+    def __call__(self) -> int:
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+        from foundation.cli.main import main
+
+        return main(["train", *self.overrides])
+
+    def checkpoint(self):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(Train(self.overrides))  # resumes from its newest checkpoint
+
+
+def executor_parameters(settings: dict) -> dict:
+    """AutoExecutor.update_parameters(...) arguments from the launcher config's keys."""
+    params = {_RENAMED[k]: v for k, v in settings.items() if k in _RENAMED and v is not None}
+    params |= {f"slurm_{k}": v for k, v in settings.items() if k in _SLURM_ONLY and v not in (None, {})}
+    return params
+
+
+def load_settings(path: Path = LAUNCHER) -> dict:
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    # Hydra interpolations (${hydra.sweep.dir}, ${hydra.job.name}) mean nothing outside Hydra.
+    return {k: v for k, v in config.items() if not k.startswith("_") and not (isinstance(v, str) and "${" in v)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     usage="python -m recipes.slurm.submit [options] -- OVERRIDES ...")
+    parser.add_argument("--config", type=Path, default=LAUNCHER, help="launcher YAML (Hydra submitit schema)")
+    parser.add_argument("--folder", default="runs/.submitit/%j", help="submitit's logs and pickles")
+    for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "timeout_min"):
+        parser.add_argument(f"--{key.replace('_', '-')}", type=int, dest=key)
+    for key in ("partition", "account", "qos", "name"):
+        parser.add_argument(f"--{key}", dest=key)
+    args, overrides = parser.parse_known_args(argv)
+    overrides = [o for o in overrides if o != "--"]
+    try:
+        import submitit
+    except ImportError:
+        print("recipes.slurm.submit needs submitit: pip install 'foundation-mlip[slurm]'", file=sys.stderr)
+        return 2
+    settings = load_settings(args.config) | {k: v for k, v in vars(args).items()
+                                             if k not in ("config", "folder") and v is not None}
+    executor = submitit.AutoExecutor(folder=args.folder)
+    executor.update_parameters(**executor_parameters(settings))
+    job = executor.submit(Train(overrides))
+    print(f"submitted job {job.job_id}: {settings.get('nodes', 1)} node(s) × "
+          f"{settings.get('tasks_per_node', 1)} rank(s); logs in {args.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

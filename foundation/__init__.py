@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "calculator", "load_pretrained"]
+__all__ = ["__version__", "calculator", "finetune", "load_pretrained"]
 
 
 def load_pretrained(name_or_path, device="auto"):
@@ -24,3 +24,15 @@ def calculator(name_or_model, head=None, device="auto", **kwargs):
     from foundation.calculators import FoundationCalculator
 
     return FoundationCalculator(name_or_model, head=head, device=device, **kwargs)
+
+
+def finetune(model, data, energy_key="energy", forces_key=None, fidelity=None, **kwargs):
+    """Fine-tune `model` (a name, path, URL or model) on `data` (an ASE-readable file or a list of
+    `ase.Atoms`) labelled with energies (eV) under `energy_key` and, optionally, forces (eV/Å)
+    under `forces_key`, as `fidelity` (a new head, or one the model has). Keyword arguments:
+    `val_fraction`, `out`, `overrides` (Hydra, e.g. `["trainer.max_steps=3000"]`), `index`,
+    `verbose`. Returns a `FinetuneResult` (model and report paths, before/after validation
+    errors); see `foundation.finetuning` for the steps."""
+    from foundation.finetuning import finetune as _finetune
+
+    return _finetune(model, data, energy_key=energy_key, forces_key=forces_key, fidelity=fidelity, **kwargs)

@@ -8,8 +8,9 @@ rebuild and trust the model in its header (safetensors `metadata`, a str -> str 
      "data_manifest_hash": "...", "metrics": {...}, "training": {...}}
 
 Loading never unpickles: the model is rebuilt from `config` through the model registry (which
-only knows models in `foundation.models`, never arbitrary classes), then the tensors are checked
-against it name by name and shape by shape before they are copied in."""
+only knows models in `foundation.models`, never arbitrary classes; a header whose `_target_`
+names anything outside `registry.ALLOWED_TARGETS` is refused outright), then the tensors are
+checked against it name by name and shape by shape before they are copied in."""
 
 from __future__ import annotations
 
@@ -109,6 +110,8 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     if dtype is not None:
         model = model.to(dtype)
     model.load_state_dict(tensors, strict=True)
+    if header.get("default_head") in model.heads:  # e.g. the head a fine-tune added
+        model.default_head = header["default_head"]
     return model.to(device).eval()
 
 
@@ -128,6 +131,12 @@ def _parse_header(path: Path, metadata: dict | None) -> dict[str, Any]:
                               f"({FORMAT_VERSION}); upgrade foundation")
     if not isinstance(header.get("config"), dict):
         raise CheckpointError(f"{path}: Foundation header has no model config")
+    from foundation.models.registry import check_targets
+
+    try:  # before anything is built: a downloaded header may name code only from the allow-list
+        check_targets(header, "header")
+    except UserError as e:
+        raise CheckpointError(f"{path}: {e}") from None
     return header
 
 

@@ -3,7 +3,8 @@
 Adding a model is adding a module `foundation/models/<name>.py` whose config dataclass carries
 `@register_model("<name>")`, plus `hydra_configs/model/<name>.yaml`. `build_model` imports the
 module by name on first use, and only from this package: a config read from a downloaded
-checkpoint can name a model, never arbitrary code.
+checkpoint can name a model, never arbitrary code. A Hydra `_target_` anywhere in such a config is
+never instantiated, and one outside the allow-list (`check_targets`) is refused outright.
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from foundation.models.base import ModelConfig, PotentialModel
 
 _MODELS: dict[str, type[ModelConfig]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+# What a `_target_` in a model config may name. Not all of torch: `torch.hub.load` or `torch.load`
+# would fetch or unpickle code, so only its building blocks (layers, optimisers) are allowed.
+ALLOWED_TARGETS = ("foundation.", "torch.nn.", "torch.optim.")
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 
 
 def register_model(name: str):
@@ -47,12 +52,35 @@ def model_config_class(name: str) -> type[ModelConfig]:
     return _MODELS[name]
 
 
+def check_targets(config: Any, where: str = "model config") -> None:
+    """Raise `UserError` if any `_target_` in `config` (nested dicts and lists included) names
+    something outside `ALLOWED_TARGETS`, e.g. `os.system`: a config that came with a downloaded
+    file is refused before any of it is built."""
+    for key, target in _targets(config, ""):
+        if not (isinstance(target, str) and _DOTTED.match(target) and target.startswith(ALLOWED_TARGETS)):
+            raise UserError(f"{where}: {key}={target!r} is not allowed (a _target_ may only name "
+                            f"{', '.join(p + '*' for p in ALLOWED_TARGETS)}); refusing to build it")
+
+
+def _targets(value: Any, prefix: str):
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if k == "_target_":
+                yield f"{prefix}_target_", v
+            else:
+                yield from _targets(v, f"{prefix}{k}.")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _targets(v, f"{prefix}{i}.")
+
+
 def build_model(config: Mapping[str, Any] | ModelConfig) -> PotentialModel:
     """Build a model from its config: a `ModelConfig`, or a plain dict as written by
     `dataclasses.asdict(model.config)` (keys starting with '_', such as Hydra's `_target_`, are
-    ignored). The weights are fresh; load a state dict for trained ones."""
+    ignored once `check_targets` has passed them). The weights are fresh; load a state dict for trained ones."""
     if isinstance(config, ModelConfig):
         return config.build()
+    check_targets(config)
     fields = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
     if "name" not in fields:
         raise UserError("model config has no 'name' (which model to build, e.g. 'ani')")

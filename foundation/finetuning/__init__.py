@@ -1,0 +1,26 @@
+"""Fine-tune a pretrained model on a user's own labelled structures, in one call.
+
+    result = foundation.finetune("ani-cc-mini", "mine.xyz", energy_key="E_ccsdt", fidelity="ccsdt_tz")
+
+What it does, in order (each step can fail with one clear line before any training):
+1. compose `recipe=finetune_user` (hydra_configs/recipe/finetune_user.yaml) with the caller's
+   Hydra overrides: the transfer defaults (frozen second layer, low rate, early stopping);
+2. read the labels (any ASE-readable file, or a list of `ase.Atoms`), warning when energies look
+   like Hartree or kcal/mol rather than eV;
+3. load the pretrained model and check it knows every element;
+4. split train/validation: by molecule when there are many molecules, by conformer when the data
+   are conformers of a few (`UserDataConfig`);
+5. build the trainer: a new head for the fidelity (copied from the model's default head) or the
+   existing one continued, its per-element reference energies refit by least squares so step 0
+   is not electron-volts off; score the validation set ("before");
+6. train, score again ("after"), write the model (default head: the fidelity) and a Markdown
+   report with a parity plot.
+
+Modules: `data` (reading, checks, the split), `run` (the steps), `report` (what it prints and
+writes); the settings are hydra_configs/recipe/finetune_user.yaml.
+"""
+
+from foundation.finetuning.data import UserDataConfig, read_user_data
+from foundation.finetuning.run import FinetuneResult, finetune
+
+__all__ = ["FinetuneResult", "UserDataConfig", "finetune", "read_user_data"]

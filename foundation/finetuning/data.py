@@ -1,0 +1,102 @@
+"""The data of a fine-tune: the user's structures read and checked (keys, units, elements, count),
+then split into training and validation by `UserDataConfig`, the `data` config of
+`recipe=finetune_user`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+
+from foundation.errors import DataError, UserError
+
+MIN_STRUCTURES = 5  # fewer cannot be split into a training set and a held-out one worth scoring
+
+
+@dataclasses.dataclass
+class UserDataConfig:
+    """The data of a fine-tune: structures already read (set `samples` after construction; they
+    are not a config field, so `config.yaml` stays small), split into training and validation.
+    `split="auto"` splits by conformer when there are fewer than `AUTO_MIN_MOLECULES` molecules."""
+
+    fidelity: str = "user"
+    val_fraction: float = 0.2
+    split: str = "auto"  # auto | molecule | conformer
+    seed: int = 0
+    max_atoms_per_batch: int = 256
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        from foundation.data.memory import SPLITS
+        from foundation.models.base import check_head_name
+        from foundation.train.config import check_types
+
+        check_types(self, "data")
+        check_head_name(self.fidelity)
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"data.val_fraction={self.val_fraction}: must be in (0, 1); fine-tuning "
+                            "needs held-out structures to score and to stop on")
+        if self.split not in SPLITS:
+            raise UserError(f"data.split={self.split!r}: must be one of {', '.join(SPLITS)}")
+        if self.max_atoms_per_batch <= 0:
+            raise UserError(f"data.max_atoms_per_batch={self.max_atoms_per_batch}: must be > 0")
+        if self.dtype not in ("float32", "float64"):
+            raise UserError(f"data.dtype={self.dtype!r}: must be float32 or float64")
+        self.samples = None  # set by `finetune`
+
+    def build(self):
+        import torch
+
+        from foundation.data.memory import AUTO_MIN_MOLECULES, InMemoryData
+        from foundation.data.molecules import molecule_key
+        from foundation.data.split import split_by_conformer, split_by_molecule
+
+        if not self.samples:
+            raise UserError("data: no structures given (UserDataConfig is filled by foundation.finetune())")
+        # Named once here, so the split and what is reported about it count the same molecules.
+        samples = [s if s.molecule else dataclasses.replace(s, molecule=molecule_key(s.numbers, s.positions))
+                   for s in self.samples]
+        how = self.split
+        if how == "auto":
+            how = "molecule" if len({s.molecule for s in samples}) >= AUTO_MIN_MOLECULES else "conformer"
+        splitter = split_by_molecule if how == "molecule" else split_by_conformer
+        parts = splitter(samples, {"train": 1.0 - self.val_fraction, "val": self.val_fraction}, self.seed)
+        dtype = {"float32": torch.float32, "float64": torch.float64}[self.dtype]
+        return InMemoryData(parts["train"], parts["val"], (), self.max_atoms_per_batch, dtype, split_by=how)
+
+
+def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
+                   index: str = ":") -> tuple[list, str]:
+    """(samples, a name for messages) from a file path or a sequence of `ase.Atoms`. Energies are
+    taken as eV, forces as eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol."""
+    from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_samples
+
+    if isinstance(data, (str, os.PathLike)):
+        return read_samples(data, energy_key, forces_key, fidelity, index), str(data)
+    images = list(data) if isinstance(data, Sequence) else None
+    if not images or not all(hasattr(a, "get_atomic_numbers") for a in images):
+        raise UserError("data: expected a file path or a non-empty list of ase.Atoms")
+    samples = [atoms_to_sample(a, energy_key, forces_key, fidelity, f"atoms[{i}]")
+               for i, a in enumerate(images)]
+    where = f"the {len(samples)} structures given"
+    check_energy_unit(samples, fidelity, where=where)
+    return samples, where
+
+
+def check_elements(model, samples, model_name: str) -> None:
+    """`UserError` naming the first structure with an element the model has no network for."""
+    from foundation.data.elements import symbol
+
+    known = {int(z) for z in model.elements}
+    for s in samples:
+        unknown = sorted({int(z) for z in s.numbers} - known)
+        if unknown:
+            raise UserError(f"{s.source}: element {symbol(unknown[0])} is unknown to the pretrained model "
+                            f"{model_name} (it knows {', '.join(symbol(z) for z in sorted(known))}); "
+                            "remove such structures or start from a model that covers it")
+
+
+def check_count(samples, where: str) -> None:
+    if len(samples) < MIN_STRUCTURES:
+        raise DataError(f"{where}: {len(samples)} structure(s) are too few to split into training and "
+                        f"validation; fine-tuning needs at least {MIN_STRUCTURES}")

@@ -1,0 +1,196 @@
+"""What a fine-tune tells its user: the lines it prints before training, the before/after table,
+and the Markdown report with a parity plot written beside the model (`foundation.finetuning`)."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from foundation.data.elements import symbol
+from foundation.data.memory import AUTO_MIN_MOLECULES
+from foundation.data.molecules import hill_formula
+from foundation.units import EV_TO_KCAL_MOL
+
+ROWS = [  # (score key, label, unit, format)
+    ("relative_energy_rmse_kcal_mol", "relative energy RMSE", "kcal/mol", ".3f"),
+    ("energy_mae_kcal_mol", "energy MAE", "kcal/mol", ".3f"),
+    ("energy_rmse_kcal_mol", "energy RMSE", "kcal/mol", ".3f"),
+    ("forces_mae_ev_per_a", "forces MAE", "eV/Å", ".4f"),
+    ("forces_rmse_ev_per_a", "forces RMSE", "eV/Å", ".4f"),
+]
+
+
+def describe(trainer, model_name: str, where: str, samples, fidelity: str, copied_from: str | None,
+             data_config) -> str:
+    """The lines printed once the trainer is built: model and head, data, split, refit
+    references, what trains."""
+    data = trainer.data
+    total, trainable = trainer.n_parameters
+    n_molecules = len({s.molecule for s in [*data.train, *data.val]})
+    if data.split_by == "conformer":
+        why = f"{n_molecules} molecule(s)"
+        if data_config.split == "auto":
+            why += f", fewer than {AUTO_MIN_MOLECULES}: conformers of one molecule may be in both sets"
+    else:
+        why = f"{n_molecules} molecules, none in both sets"
+    head = (f"new head {fidelity!r}, copied from {copied_from!r}" if copied_from
+            else f"continuing head {fidelity!r}")
+    refs = trainer.fitted_references.get(fidelity, {})
+    elements = sorted({int(z) for s in samples for z in s.numbers})
+    pretrained_heads = [h for h in trainer.model.heads if h != fidelity or not copied_from]
+    return "\n".join([
+        f"model: {model_name} (heads {', '.join(pretrained_heads)}); {head}",
+        f"data: {where}: {len(samples)} structures, elements {', '.join(symbol(z) for z in elements)}",
+        f"split: by {data.split_by} ({why}): {len(data.train)} training, {len(data.val)} validation structures",
+        "reference energies of the head refit by least squares: "
+        + ", ".join(f"{symbol(z)} {e:.4f} eV" for z, e in refs.items()),
+        f"training {trainable:,} of {total:,} parameters (frozen: {', '.join(trainer.config.freeze) or 'none'}), "
+        f"lr {trainer.config.lr:g}, up to {trainer.config.max_steps} steps, early stopping on "
+        f"{trainer.config.early_stopping_metric}; device {trainer.engine.device}; run dir {trainer.run_dir}",
+    ])
+
+
+def score_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
+    """(label with unit, before, after) for each score either side has; "n/a" for NaN (no
+    formula with two validation structures: no relative energy to score)."""
+    def shown(scores, key, fmt):
+        value = scores.get(key)
+        return "n/a" if value is None or not math.isfinite(value) else f"{value:{fmt}}"
+
+    return [(f"{label} ({unit})", shown(before, key, fmt), shown(after, key, fmt))
+            for key, label, unit, fmt in ROWS if key in before or key in after]
+
+
+def format_summary(result) -> str:
+    """The lines printed at the end: status, the before/after table, where the files are."""
+    lines = [_training(result), f"validation errors ({result.n_val} structures, head {result.fidelity}):",
+             f"  {'':<32}{'before':>10}{'after':>10}"]
+    lines += [f"  {label:<32}{b:>10}{a:>10}" for label, b, a in score_rows(result.before, result.after)]
+    lines.append(f"model: {result.model_path} (default head {result.fidelity})")
+    lines.append(f"report: {result.report_path}")
+    return "\n".join(lines)
+
+
+def _training(result) -> str:
+    kept = (f"weights of the best validation kept: step {result.best_step}" if result.best_step else
+            "no step improved on the start: the pretrained weights are kept, with the refit references")
+    return f"{result.status.replace('_', ' ')} after {result.steps} steps in {result.seconds:.0f} s ({kept})"
+
+
+def write_report(result, val_samples: Sequence, before_energies: Sequence[float],
+                 after_energies: Sequence[float], context: dict) -> Path | None:
+    """Write `result.report_path` (Markdown) and, when matplotlib is there, a parity plot beside
+    it; return the plot's path (None without one). `context`: model, data, energy_key,
+    forces_key, freeze, parameters (total, trainable), references ({Z: eV})."""
+    plot = result.report_path.with_name(result.report_path.stem + "_parity.png")
+    try:
+        parity_plot(plot, val_samples, result.fidelity, before_energies, after_energies)
+    except ImportError:
+        plot = None
+    _write_text(result.report_path, report_markdown(result, context, plot))
+    return plot
+
+
+def report_markdown(result, context: dict, plot: Path | None) -> str:
+    total, trainable = context["parameters"]
+    labels = f"energies `{context['energy_key']}` (eV)"
+    if context["forces_key"]:
+        labels += f", forces `{context['forces_key']}` (eV/Å)"
+    head = (f"a new head, started as a copy of `{result.copied_from}`" if result.copied_from
+            else "the model's existing head, continued")
+    refs = ", ".join(f"{symbol(z)} {e:.4f}" for z, e in context["references"].items())
+    lines = [
+        f"# Fine-tuning report: `{result.fidelity}`", "",
+        f"- Pretrained model: `{context['model']}`",
+        f"- Data: {context['data']}, {labels}",
+        f"- Fidelity `{result.fidelity}`: {head}; per-element reference energies refit by least "
+        f"squares before the first step (eV): {refs}",
+        f"- Split by {result.split_by}: {result.n_train} training, {result.n_val} validation structures",
+        f"- Training: {_training(result)}; "
+        f"{trainable:,} of {total:,} parameters trained (frozen: "
+        f"{', '.join(f'`{p}`' for p in context['freeze']) or 'none'}); run directory `{result.run_dir}`",
+        f"- Model: `{result.model_path}` (default head `{result.fidelity}`)", "",
+        "## Validation errors", "",
+        "Before: the pretrained model with the refit reference energies (step 0). After: the fine-tuned model.",
+        "Relative energies are energies relative to the mean of their formula (conformers, isomers).", "",
+        "| | before | after |", "|---|---:|---:|",
+        *[f"| {label} | {b} | {a} |" for label, b, a in score_rows(result.before, result.after)], "",
+    ]
+    if plot is not None:
+        lines += [f"![parity plot of validation energies]({plot.name})", ""]
+    lines += ["## Use it", "", "```python", "import foundation", "",
+              f"atoms.calc = foundation.calculator(\"{result.model_path}\")  # head {result.fidelity}",
+              "```", ""]
+    return "\n".join(lines)
+
+
+def parity_plot(path: Path, samples: Sequence, fidelity: str, before: Sequence[float],
+                after: Sequence[float]) -> None:
+    """Predicted against reference validation energies, before and after, in kcal/mol: relative
+    to their formula's mean where a formula has two structures or more (what conformer energies
+    are), else total energies less the mean per atom (so molecules of any size share an axis)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib import pyplot as plt
+
+    ref = np.array([s.energies[fidelity] for s in samples])
+    formulas = [hill_formula(s.numbers) for s in samples]
+    relative, label = _relative_groups(formulas)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    for name, pred, style in (("before", before, dict(c="0.6", marker="x")),
+                              ("after", after, dict(c="C0", marker="o", s=14))):
+        x, y = _shift(ref, relative, samples), _shift(np.asarray(pred), relative, samples)
+        ax.scatter(x * EV_TO_KCAL_MOL, y * EV_TO_KCAL_MOL, label=name, **style)
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.set_xlabel(f"reference {label} (kcal/mol)")
+    ax.set_ylabel(f"predicted {label} (kcal/mol)")
+    ax.set_title(f"validation, head {fidelity}")
+    ax.legend()
+    fig.tight_layout()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def _relative_groups(formulas: list[str]) -> tuple[list[list[int]] | None, str]:
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, f in enumerate(formulas):
+        groups[f].append(i)
+    several = [g for g in groups.values() if len(g) > 1]
+    if several:
+        return several, "energy relative to formula mean"
+    return None, "energy − mean energy per atom × atoms"
+
+
+def _shift(energies: np.ndarray, groups: list[list[int]] | None, samples) -> np.ndarray:
+    if groups is not None:
+        return np.concatenate([energies[g] - energies[g].mean() for g in groups])
+    n_atoms = np.array([s.n_atoms for s in samples])
+    return energies - n_atoms * (energies.sum() / n_atoms.sum())
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,183 @@
+"""`finetune()`: one call from a pretrained model and a labelled file to a fine-tuned model, its
+validation errors before and after, and a report (the steps: see `foundation.finetuning`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from foundation.errors import UserError
+from foundation.finetuning.data import check_count, check_elements, read_user_data
+from foundation.train.trainer import Trainer
+
+SCORE_KEYS = ("relative_energy_rmse_kcal_mol", "energy_mae_kcal_mol", "energy_rmse_kcal_mol",
+              "forces_mae_ev_per_a", "forces_rmse_ev_per_a")
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    model_path: Path  # the fine-tuned model; its default head is `fidelity`
+    report_path: Path  # Markdown report
+    plot_path: Path | None  # parity plot (None without matplotlib)
+    run_dir: Path  # metrics.csv, config.yaml, checkpoints
+    fidelity: str
+    copied_from: str | None  # the head the new one started as; None when an existing head was continued
+    split_by: str  # molecule | conformer
+    n_train: int
+    n_val: int
+    before: dict[str, Any]  # validation scores at step 0 (references refit), `SCORE_KEYS`
+    after: dict[str, Any]  # the same, after training
+    status: str  # completed | early_stopped
+    steps: int
+    best_step: int  # the step whose weights were kept: the best validation energy RMSE
+    seconds: float
+
+
+class BestKeepingTrainer(Trainer):
+    """Keeps a copy of the (EMA) weights of the best validation so far: early stopping stops
+    `patience` validations after the best, and the user wants the best."""
+
+    best_state: dict | None = None
+    best_metric: float = float("inf")
+    best_step: int = 0
+
+    def evaluate(self) -> dict[str, float]:
+        val = super().evaluate()
+        metric = val.get(self.config.early_stopping_metric, float("inf"))
+        if self.best_state is None or metric < self.best_metric:
+            with self.ema.applied(self.model):
+                self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            self.best_metric, self.best_step = metric, self.state.step
+        return val
+
+
+def finetune(model, data, energy_key: str = "energy", forces_key: str | None = None,
+             fidelity: str | None = None, val_fraction: float | None = None,
+             out: str | os.PathLike | None = None, overrides: Sequence[str] = (), index: str = ":",
+             verbose: bool = True) -> FinetuneResult:
+    """Fine-tune `model` (a registry name, path, URL or a model object) on `data` (an ASE-readable
+    file, or a list of `ase.Atoms`) whose energies (eV) are under `energy_key` and forces (eV/Å,
+    optional) under `forces_key`, as fidelity `fidelity` (a new head, or one the model has;
+    default "user"). `overrides` are Hydra overrides on top of `recipe=finetune_user`, e.g.
+    `["trainer.max_steps=3000", "data.split=molecule", "name=mine"]`. Writes the model to `out`
+    (default `<run dir>/model.safetensors`) and a report beside it; with `verbose`, prints progress
+    and the before/after errors."""
+    from foundation.finetuning.report import describe, format_summary, write_report
+
+    say = print if verbose else (lambda *_: None)
+    started = time.perf_counter()
+    config = compose_config(fidelity, val_fraction, overrides, verbose)
+    fidelity = config.data.fidelity
+    samples, where = read_user_data(data, energy_key, forces_key, fidelity, index)
+    pretrained, model_name = _load(model)
+    check_elements(pretrained, samples, model_name)
+    check_count(samples, where)
+    copied_from = None
+    if fidelity not in pretrained.heads:
+        copied_from = config.trainer.new_head_from or pretrained.default_head or pretrained.heads[0]
+        config.trainer.new_head_from = copied_from
+    config.trainer.init_from = _init_path(model, pretrained, config.run_dir)
+    config.data.samples = samples
+
+    trainer = BestKeepingTrainer(config)
+    data_module = trainer.data
+    say(describe(trainer, model_name, where, samples, fidelity, copied_from, config.data))
+    before, before_energies = evaluate_scores(trainer.model, data_module.val, fidelity)
+    result = trainer.train()
+    if result.status == "interrupted":
+        raise UserError(f"fine-tuning interrupted at step {result.step}; the run is in {result.run_dir}")
+
+    from foundation.hub.format import load_model_file
+
+    tuned = load_model_file(result.model_path, trainer.engine.device)
+    tuned.load_state_dict(trainer.best_state)  # the best validation weights, not the last ones
+    tuned.default_head = fidelity
+    after, after_energies = evaluate_scores(tuned, data_module.val, fidelity)
+    out = Path(out) if out is not None else result.run_dir / "model.safetensors"
+    record = FinetuneResult(out, _report_path(out), None, result.run_dir, fidelity, copied_from,
+                            data_module.split_by, len(data_module.train), len(data_module.val),
+                            before, after, result.status, result.step, trainer.best_step,
+                            time.perf_counter() - started)
+    _save(tuned, result.model_path, out, record, model_name, where, energy_key, forces_key)
+
+    context = {"model": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
+               "freeze": list(config.trainer.freeze), "parameters": trainer.n_parameters,
+               "references": tuned.reference_energies_dict()[fidelity]}
+    record.plot_path = write_report(record, data_module.val, before_energies, after_energies, context)
+    say(format_summary(record))
+    return record
+
+
+def compose_config(fidelity: str | None, val_fraction: float | None, overrides: Sequence[str],
+                   progress: bool = True):
+    """The run config of `recipe=finetune_user` with the arguments and the caller's overrides
+    (the caller's last: they win)."""
+    from foundation.models.base import check_head_name
+    from foundation.train.compose import load_run_config
+
+    given = ["recipe=finetune_user"]
+    if fidelity is not None:
+        given.append(f"data.fidelity={check_head_name(fidelity)}")
+    if val_fraction is not None:
+        given.append(f"data.val_fraction={float(val_fraction)!r}")
+    if not progress:
+        given.append("logger.progress_bar=false")
+    chosen = [o for o in overrides if o.lstrip("+~").split("=")[0] in ("data", "recipe")]
+    if chosen:
+        raise UserError(f"{chosen[0]}: fine-tuning reads the structures it is given with its own recipe; "
+                        "drop this override (set data.split, data.val_fraction, trainer.… instead)")
+    return load_run_config([*given, *overrides])
+
+
+def evaluate_scores(model, samples, fidelity: str) -> tuple[dict[str, Any], list[float]]:
+    """(`SCORE_KEYS` of `model`'s `fidelity` head on `samples`, predicted energies in eV in the
+    order of `samples`, for the parity plot)."""
+    from foundation.evaluation.evaluate import evaluate
+
+    full = evaluate(model, samples, head=fidelity, fidelity=fidelity, include_forces=False)
+    return {k: full[k] for k in SCORE_KEYS if k in full}, [row["energy_pred_ev"] for row in full["structures"]]
+
+
+def _load(model) -> tuple[Any, str]:
+    import torch
+
+    if isinstance(model, torch.nn.Module):
+        return model, f"the given {type(model).__name__} model"
+    from foundation.hub.resolve import load_pretrained
+
+    return load_pretrained(str(model), device="cpu"), str(model)
+
+
+def _init_path(model, loaded, run_dir: Path) -> str:
+    """What the trainer starts from: the caller's name or path, or a model object saved into the
+    run directory (the trainer rebuilds its model from a file)."""
+    if isinstance(model, (str, os.PathLike)):
+        return str(model)
+    from foundation.hub.format import save_model
+
+    path = save_model(loaded, Path(run_dir) / "pretrained.safetensors",
+                      {"default_head": loaded.default_head} if loaded.default_head else None)
+    return str(path)
+
+
+def _save(tuned, exported: Path, out: Path, record: FinetuneResult, model_name: str, where: str,
+          energy_key: str, forces_key: str | None) -> None:
+    """The exported model again, its default head set and the fine-tune recorded in the header."""
+    from foundation.hub.format import read_header, save_model
+
+    header = read_header(exported)
+    kept = {k: header[k] for k in ("metrics", "training", "data_manifest_hash") if k in header}
+    recorded = {"from": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
+                "fidelity": record.fidelity, "copied_from": record.copied_from, "split_by": record.split_by,
+                "n_train": record.n_train, "n_val": record.n_val, "before": record.before,
+                "after": record.after, "status": record.status, "steps": record.steps,
+                "best_step": record.best_step}
+    save_model(tuned, out, {**kept, "default_head": record.fidelity, "finetune": recorded})
+
+
+def _report_path(out: Path) -> Path:
+    return out.with_suffix(".md") if out.name != "model.safetensors" else out.with_name("report.md")

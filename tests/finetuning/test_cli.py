@@ -1,0 +1,53 @@
+"""`foundation finetune`: the one command, what it prints, and its one-line errors and warnings.
+(Here rather than in tests/cli/ to share the session's pretrained model and PySCF labels.)"""
+
+from __future__ import annotations
+
+import ase.io
+
+from foundation.cli.main import main
+from tests.finetuning.conftest import ENERGY_KEY, FORCES_KEY
+
+
+def test_the_command_prints_split_and_errors_and_writes_model_and_report(pretrained, hf_xyz, tmp_path, capsys):
+    out = tmp_path / "models" / "mine.safetensors"
+    code = main(["finetune", "--model", pretrained, "--data", str(hf_xyz), "--energy-key", ENERGY_KEY,
+                 "--forces-key", FORCES_KEY, "--fidelity", "hf_sto3g", "--val-fraction", "0.25",
+                 "--out", str(out), "trainer.max_steps=10", "trainer.val_every=5", "trainer.device=cpu",
+                 f"out_dir={tmp_path}", "name=cli"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"model: {pretrained} (heads ") and "new head 'hf_sto3g', copied from" in lines[0]
+    assert lines[1] == f"data: {hf_xyz}: 36 structures, elements H, C, N, O"
+    assert lines[2].startswith("split: by conformer (3 molecule(s), fewer than 10") and \
+        lines[2].endswith("27 training, 9 validation structures")
+    assert lines[3].startswith("reference energies of the head refit by least squares: H ")
+    assert "frozen: networks.*.layers.2.*" in lines[4] and f"run dir {tmp_path / 'cli'}" in lines[4]
+    table = "\n".join(lines[5:])
+    for row in ("relative energy RMSE (kcal/mol)", "energy MAE (kcal/mol)", "forces MAE (eV/Å)"):
+        assert row in table
+    assert lines[-2] == f"model: {out} (default head hf_sto3g)"
+    assert lines[-1] == f"report: {out.with_suffix('.md')}"
+    assert "step" in captured.err  # the progress bar
+    assert out.is_file() and out.with_suffix(".md").is_file() and (out.parent / "mine_parity.png").is_file()
+
+
+def test_a_missing_key_is_one_line(hf_xyz, capsys):
+    code = main(["finetune", "--model", "unused", "--data", str(hf_xyz), "--energy-key", "E_ccsdt"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"foundation finetune: error: {hf_xyz}:0: structure has no energy key 'E_ccsdt'")
+
+
+def test_hartree_energies_are_warned_about_in_one_line(pretrained, hf_images, tmp_path, capsys):
+    images = [a.copy() for a in hf_images[:3]]
+    for a in images:
+        a.info[ENERGY_KEY] /= 27.211386
+    path = tmp_path / "hartree.xyz"
+    ase.io.write(path, images, format="extxyz")
+    code = main(["finetune", "--model", pretrained, "--data", str(path), "--energy-key", ENERGY_KEY])
+    err = capsys.readouterr().err.splitlines()
+    assert code == 2
+    assert err[0].startswith(f"foundation finetune: warning: {path}: 'user' energies look like hartree, not eV")
+    assert err[1].startswith(f"foundation finetune: error: {path}: 3 structure(s) are too few")

@@ -1,0 +1,130 @@
+"""Δ-learning recipe: a frozen DFT-pretrained model plus a small correction trained on CC − DFT
+(hydra_configs/recipe/delta.yaml has the settings; `model` there is the correction).
+
+    python -m recipes.delta --from runs/pretrain/model.safetensors name=delta [overrides…]
+
+Builds `foundation.models.delta.DeltaModel` from the pretrained model, saves it as
+`<out_dir>/<name>/delta_init.safetensors` with each target head's reference energies set to the
+base's plus per-element offsets fitted to (target − base prediction) on the training data, then
+trains it with `trainer.init_from=<that file>`; the trained composite is
+`<out_dir>/<name>/model.safetensors`, a model like any other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from foundation.data.batch import collate
+from foundation.data.sample import Sample
+from foundation.train.trainer import TrainResult
+from recipes.common import train
+
+INIT_NAME = "delta_init.safetensors"
+_SET_HERE = ("name=", "trainer.init_from=")  # decided by this module, not passed through twice
+
+
+def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[Path, str, bool]:
+    """Write the untrained composite for the run the overrides describe; return (its file, the
+    run's name, whether its offsets were fitted here). Resuming a run whose file exists reuses it."""
+    from foundation.hub.format import save_model
+    from foundation.hub.load import load_model
+    from foundation.models.delta import DeltaModel
+    from foundation.train.compose import compose_dict, instantiate
+
+    cfg = compose_dict(["recipe=delta", *overrides])  # once: `name` may be a timestamp
+    path = Path(cfg["out_dir"]).expanduser() / cfg["name"] / INIT_NAME
+    if cfg.get("resume") and path.is_file():
+        return path, cfg["name"], True
+    settings = cfg.get("delta") or {}
+    correction = {k: v for k, v in (cfg.get("model") or {}).items() if not k.startswith("_")}
+    torch.manual_seed(int(cfg["trainer"].get("seed", 0)))  # the correction's initial weights
+    model = DeltaModel.from_base(load_model(pretrained), settings.get("base_head", "wb97x_631gs"),
+                                 list(settings.get("heads") or ["ccsdt_ccpvdz"]), correction)
+    samples = training_samples(instantiate(cfg["data"], "data").build())
+    fitted = samples is not None
+    if fitted:
+        fit_offsets(model, samples)
+    save_model(model, path, {"training": {"recipe": "delta", "base": str(pretrained), "steps": 0}})
+    return path, cfg["name"], fitted
+
+
+def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64) -> dict[str, dict[int, float]]:
+    """Per-element offsets fitted by least squares to (target energy − base prediction) on the
+    training structures, set as each target head's references (base's + offset); return the offsets.
+
+    The trainer's generic refit fits the raw target energies as if the learned part averaged to
+    zero; here the learned part is the base's, so the residual is what the offsets must explain
+    (on the embedded data this halves the starting error). Elements no structure has keep the
+    base's references (the minimum-norm fit from zero offsets)."""
+    from foundation.models.reference import fit_reference_energies
+
+    base_refs = model.base.reference_energies_dict()[model.config.base_head]
+    offsets = {}
+    for head in model.heads:
+        labelled = [s for s in samples if head in s.energies]
+        if not labelled:
+            continue
+        residual = np.array([s.energies[head] for s in labelled]) - base_energies(model, labelled, batch_size)
+        offsets[head] = fit_reference_energies([s.numbers for s in labelled], residual, model.elements,
+                                               prior={z: 0.0 for z in model.elements})
+        model.set_reference_energies(head, {z: base_refs[z] + e for z, e in offsets[head].items()})
+    return offsets
+
+
+def base_energies(model, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
+    """(len(samples),) eV: the frozen base's energies at its base head."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(samples), batch_size):
+            batch = collate(samples[start:start + batch_size], fidelities=[], dtype=model.dtype)
+            out.append(model.base(batch, head=model.config.base_head, forces=False)["energy"].numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def training_samples(data) -> list[Sample] | None:
+    """One pass over a data module's training split: the in-memory files' samples, or the shards'
+    (None for a data module that offers neither; the trainer's refit is then used)."""
+    if isinstance(getattr(data, "train", None), list):
+        return data.train
+    if getattr(data, "manifest", None) is not None:
+        from data_pipelines.shards.reader import iter_samples
+
+        return list(iter_samples(data.manifest, data.config.train_split, data.config.on_error))
+    return None
+
+
+def run(pretrained: str | os.PathLike, overrides: Sequence[str] = (), quiet: bool = False) -> TrainResult:
+    """Build the composite on `pretrained` and train its correction."""
+    passed = [o for o in overrides if not o.startswith(_SET_HERE)]
+    named = [o for o in overrides if o.startswith("name=")][-1:]
+    init, name, fitted = build_init_model(pretrained, passed + named)
+    refit = [] if not fitted else ["trainer.refit_reference_energies=false"]  # done here, better
+    return train("delta", [*passed, *refit, f"name={name}", f"trainer.init_from={init}"], quiet=quiet)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from foundation.errors import UserError
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="pretrained", required=True,
+                        help="the pretrained model: .safetensors file, run directory or registry name")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. name=delta trainer.max_steps=500")
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.pretrained, args.overrides)
+    except UserError as e:
+        print(f"recipes.delta: error: {e}", file=sys.stderr)
+        return 2
+    print(f"{result.status} at step {result.step}: {result.model_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Tiny recipe runs on the embedded data: the smoke-sized ANI (`experiment=smoke`: widths 16-8, a
+short AEV), a few dozen steps on CPU, all under one temporary `out_dir`. One DFT-pretrained model
+is shared by the tests that transfer from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recipes.common import train
+
+TINY = ["experiment=smoke", "logger.progress_bar=false", "trainer.device=cpu", "trainer.ckpt_every=1000",
+        "trainer.val_every=1000"]
+
+
+@pytest.fixture(scope="session")
+def runs_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("recipe_runs")
+
+
+@pytest.fixture(scope="session")
+def tiny(runs_dir) -> list[str]:
+    """Overrides that make any recipe a seconds-long run under `runs_dir`."""
+    return [*TINY, f"out_dir={runs_dir}"]
+
+
+@pytest.fixture(scope="session")
+def pretrained(tiny) -> Path:
+    """A smoke-sized model pretrained on the embedded DFT data (150 steps)."""
+    return train("pretrain", [*tiny, "name=pretrain", "trainer.max_steps=150"], quiet=True).model_path

@@ -1,0 +1,57 @@
+"""The `delta` recipe: a correction trained on CC − DFT on top of the frozen pretrained model."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file as weights  # the tensors exactly as stored
+
+from foundation.data.batch import collate
+from foundation.hub.format import read_header
+from foundation.hub.load import load_model
+from foundation.models.delta import DeltaModel
+from recipes import delta
+from recipes.common import CC, DFT, embedded_samples
+
+
+def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny, runs_dir):
+    result = delta.run(pretrained, [*tiny, "name=delta", "trainer.max_steps=10"], quiet=True)
+    base, init, after = weights(pretrained), weights(runs_dir / "delta" / delta.INIT_NAME), weights(result.model_path)
+    assert set(after) == {f"base.{n}" for n in base} | {n for n in after if n.startswith("delta.")}
+    for name, tensor in base.items():  # weights and the DFT head's reference energies
+        assert torch.equal(after[f"base.{name}"], tensor), name
+    name = f"delta.networks.C.heads.{CC}.weight"
+    assert torch.equal(init[name], torch.zeros_like(init[name]))  # the correction starts at zero ...
+    assert not torch.equal(after[name], init[name])  # ... and trains
+
+    model = load_model(result.model_path)
+    assert isinstance(model, DeltaModel) and model.heads == [CC] and model.config.base_head == DFT
+    assert model.config.delta["hidden"]["C"] == [16, 8]  # the correction is the `model` group's
+    refs, dft_refs = model.reference_energies_dict()[CC], load_model(pretrained).reference_energies_dict()[DFT]
+    assert refs != dft_refs  # refit on the CC energies
+    frozen = read_header(result.model_path)["training"]["frozen_parameters"]
+    assert frozen == len(list(model.base.parameters())) > 0
+
+
+def test_the_init_model_starts_as_base_plus_least_squares_offsets(pretrained, tiny, runs_dir):
+    """Its CC references are the base's plus offsets fitted to CC − base prediction: the
+    residual on the training structures is orthogonal to every element count (normal equations)."""
+    path, _, fitted = delta.build_init_model(pretrained, [*tiny, "name=delta_init"])
+    assert fitted and path == runs_dir / "delta_init" / delta.INIT_NAME
+    model, base = load_model(path), load_model(pretrained)
+    training = embedded_samples("train", CC)
+    batch = collate(training, fidelities=[CC])
+    counts = np.array([[np.sum(s.numbers == z) for z in model.elements] for s in training])
+    residual = batch.energy[CC].numpy() - model(batch, head=CC, forces=False)["energy"].detach().numpy()
+    unfitted = batch.energy[CC].numpy() - base(batch, head=DFT, forces=False)["energy"].detach().numpy()
+    assert np.abs(counts.T @ residual).max() < 0.05  # eV·atoms, float32 predictions
+    assert np.abs(counts.T @ unfitted).max() > 10.0
+    offsets = {z: model.reference_energies_dict()[CC][z] - base.reference_energies_dict()[DFT][z]
+               for z in model.elements}
+    refs = load_model(path).delta.reference_energies_dict()[CC]  # the correction holds the offsets
+    assert refs == pytest.approx(offsets, abs=1e-9)
+
+
+def test_a_missing_base_model_is_one_clear_error(tiny, capsys):
+    assert delta.main(["--from", "no_such_model.safetensors", *tiny, "name=delta_missing"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no_such_model.safetensors" in err and len(err.splitlines()) == 1

@@ -1,0 +1,68 @@
+"""The `ensemble` recipe: members from different seeds; mean prediction, spread as uncertainty."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file as weights  # the tensors exactly as stored
+
+from foundation.data.batch import collate
+from foundation.errors import UserError
+from foundation.hub.load import load_model
+from foundation.models.delta import DeltaModel
+from foundation.models.ensemble import EnsembleModel
+from recipes import ensemble
+from recipes.common import CC, embedded_samples
+
+
+def per_atom_spread(model, samples) -> float:
+    """Mean over structures of the members' energy standard deviation per atom, eV/atom."""
+    out = model(collate(samples, fidelities=[], dtype=model.dtype), head=CC, forces=False)
+    return float((out["energy_std"] / torch.tensor([s.n_atoms for s in samples])).mean())
+
+
+def compressed(sample, factor=0.8):
+    """Every interatomic distance × `factor`: bonds far shorter than any training structure's."""
+    centre = sample.positions.mean(0)
+    return dataclasses.replace(sample, positions=centre + (sample.positions - centre) * factor)
+
+
+def test_members_differ_and_the_spread_grows_off_distribution(tiny, runs_dir):
+    out = ensemble.run(3, "scratch", overrides=[*tiny, "name=ensemble", "trainer.max_steps=60"], quiet=True)
+    assert out["path"] == runs_dir / "ensemble" / "ensemble.safetensors"
+    model = load_model(out["path"])
+    assert isinstance(model, EnsembleModel) and len(model.members) == 3 and model.heads == [CC]
+    first, second = (weights(p)["networks.C.layers.0.weight"] for p in out["members"][:2])
+    assert not torch.equal(first, second)  # different seeds
+
+    metrics = json.loads((runs_dir / "ensemble" / "ensemble.json").read_text())["validation"]
+    rmse = [m[f"val/{CC}/energy_rmse"] for m in metrics.values()]
+    assert rmse[-1] <= np.mean(rmse[:-1]) + 1e-9  # the mean's error is at most the members' mean error
+
+    training = embedded_samples("train", CC)
+    on, off = per_atom_spread(model, training), per_atom_spread(model, [compressed(s) for s in training])
+    assert off > 1.5 * on, (on, off)
+
+
+def test_member_seeds_and_argument_errors(tmp_path):
+    cfg = {"trainer": {"seed": 5}, "data": {"seed": 2}}
+    assert ensemble._member_overrides(cfg, tmp_path, 1) == [f"out_dir={tmp_path}", "name=member1",
+                                                            "trainer.seed=6", "data.seed=3"]
+    assert "data.seed=2" not in ensemble._member_overrides({"trainer": {}, "data": {}}, tmp_path, 0)
+    with pytest.raises(UserError, match="one model or one per member"):
+        ensemble.run(3, "finetune", ["a.safetensors", "b.safetensors"])
+    with pytest.raises(UserError, match="at least one member"):
+        ensemble.run(0, "scratch")
+
+
+def test_an_ensemble_of_delta_models_shares_the_frozen_base(pretrained, tiny):
+    out = ensemble.run(2, "delta", [pretrained], [*tiny, "name=ensemble_delta", "trainer.max_steps=5"], quiet=True)
+    model = load_model(out["path"])
+    assert all(isinstance(m, DeltaModel) for m in model.members)
+    first, second = (weights(p) for p in out["members"])
+    assert all(torch.equal(first[n], second[n]) for n in first if n.startswith("base."))
+    assert not torch.equal(first["delta.networks.C.layers.0.weight"], second["delta.networks.C.layers.0.weight"])
+    with pytest.raises(UserError, match="needs --from"):
+        ensemble.run(2, "delta", [], [*tiny, "name=ensemble_delta_nobase"])

@@ -37,24 +37,6 @@ class FinetuneResult:
     seconds: float
 
 
-class BestKeepingTrainer(Trainer):
-    """Keeps a copy of the (EMA) weights of the best validation so far: early stopping stops
-    `patience` validations after the best, and the user wants the best."""
-
-    best_state: dict | None = None
-    best_metric: float = float("inf")
-    best_step: int = 0
-
-    def evaluate(self) -> dict[str, float]:
-        val = super().evaluate()
-        metric = val.get(self.config.early_stopping_metric, float("inf"))
-        if self.best_state is None or metric < self.best_metric:
-            with self.ema.applied(self.model):
-                self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            self.best_metric, self.best_step = metric, self.state.step
-        return val
-
-
 def finetune(model, data, energy_key: str = "energy", forces_key: str | None = None,
              fidelity: str | None = None, val_fraction: float | None = None,
              out: str | os.PathLike | None = None, overrides: Sequence[str] = (), index: str = ":",
@@ -83,7 +65,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     config.trainer.init_from = _init_path(model, pretrained, config.run_dir)
     config.data.samples = samples
 
-    trainer = BestKeepingTrainer(config)
+    trainer = Trainer(config)
     data_module = trainer.data
     say(describe(trainer, model_name, where, samples, fidelity, copied_from, config.data))
     before, before_energies = evaluate_scores(trainer.model, data_module.val, fidelity)
@@ -93,14 +75,13 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
 
     from foundation.hub.format import load_model_file
 
-    tuned = load_model_file(result.model_path, trainer.engine.device)
-    tuned.load_state_dict(trainer.best_state)  # the best validation weights, not the last ones
+    tuned = load_model_file(result.model_path, trainer.engine.device)  # the best validation's weights
     tuned.default_head = fidelity
     after, after_energies = evaluate_scores(tuned, data_module.val, fidelity)
     out = Path(out) if out is not None else result.run_dir / "model.safetensors"
     record = FinetuneResult(out, _report_path(out), None, result.run_dir, fidelity, copied_from,
                             data_module.split_by, len(data_module.train), len(data_module.val),
-                            before, after, result.status, result.step, trainer.best_step,
+                            before, after, result.status, result.step, trainer.state.best_step,
                             time.perf_counter() - started)
     _save(tuned, result.model_path, out, record, model_name, where, energy_key, forces_key)
 

@@ -15,6 +15,8 @@ from typing import Any
 class TrainState:
     step: int = 0  # optimiser steps taken (skipped non-finite steps included)
     best_metric: float = math.inf  # best early-stopping metric so far (lower is better)
+    best_step: int = 0  # the step that reached it
+    best_metrics: dict = dataclasses.field(default_factory=dict)  # its validation metrics
     bad_evals: int = 0  # validations since it last improved
     nonfinite_total: int = 0
     nonfinite_run: int = 0  # consecutive non-finite steps

@@ -48,6 +48,7 @@ class Trainer:
         self.run = config
         self.run_dir = config.run_dir
         self.state = TrainState()
+        self.best_weights: dict | None = None  # EMA weights of the best validation (early stopping)
         self._saved_step = -1
         self.dtype = DTYPES[tc.dtype]
         self.engine = build_engine(config.distributed, tc)
@@ -144,6 +145,7 @@ class Trainer:
                     elapsed = max(time.perf_counter() - t0, 1e-9)
                     row = metrics | {"lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed,
                                      "memory_mb": self.engine.all_reduce({"m": self.engine.memory_mb()}, "max")["m"]}
+                    row |= self._skipped_data()
                     bar.update(state.step, row)
                     atoms, t0 = 0, time.perf_counter()
                 stop_early = False
@@ -220,10 +222,22 @@ class Trainer:
         self.schedule.observe(val[name])
         if val[name] < self.state.best_metric:
             self.state.best_metric, self.state.bad_evals = val[name], 0
+            self.state.best_step, self.state.best_metrics = self.state.step, dict(val)
+            if self.config.early_stopping_patience:
+                self.best_weights = self._ema_weights()  # early stopping exports the best, not the last
             return False
         self.state.bad_evals += 1
         patience = self.config.early_stopping_patience
         return patience > 0 and self.state.bad_evals >= patience
+
+    def _skipped_data(self) -> dict[str, float]:
+        """Samples and shards left out so far under `data.on_error=skip`, summed over ranks;
+        logged (to metrics.csv) once there are any."""
+        counts = {"skipped_samples": getattr(self.data, "skipped", 0) / self.engine.world_size
+                  + getattr(self.stream, "skipped_samples", 0),
+                  "skipped_shards": len(getattr(self.stream, "failed_shards", {}))}
+        counts = self.engine.all_reduce(counts, "sum")
+        return {k: round(v) for k, v in counts.items() if round(v)}
 
     def _any_rank(self, flag: bool) -> bool:
         return self.engine.all_reduce({"flag": float(flag)}, "max")["flag"] > 0
@@ -244,6 +258,7 @@ class Trainer:
             "ranks": self.engine.all_gather_object(per_rank),
             "shards": 0 if shard is None else self.engine.world_size,
             "trainer": dataclasses.asdict(self.state),
+            "best_weights": self.best_weights,
             "model_config": dataclasses.asdict(self.model.config),
             "run_config": plain(self.run),
         }
@@ -277,24 +292,40 @@ class Trainer:
         self.schedule.load_state_dict(saved["schedule"])
         self.stream.load_state_dict(mine["data"])
         self.state = TrainState(**saved["trainer"])
+        self.best_weights = saved.get("best_weights")
         changed = [k for k in config_changes(saved.get("run_config", {}), plain(self.run)) if k != "resume"]
         if changed:
             warnings.warn(f"resuming {self.run_dir} with a changed config: {', '.join(changed)}", stacklevel=2)
         self._saved_step = self.state.step
         checkpoint.set_rng_state(mine["rng"])
 
+    def _ema_weights(self) -> dict[str, torch.Tensor]:
+        with self.ema.applied(self.model):
+            return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+
     def export(self, metrics: dict[str, float]) -> Path | None:
-        """Write the EMA weights as `<run_dir>/model.safetensors` (rank 0)."""
+        """Write the EMA weights as `<run_dir>/model.safetensors` (rank 0): with early stopping,
+        those of the best validation (the run goes on `patience` validations past it)."""
         from foundation.hub.format import save_model
 
         path = self.run_dir / "model.safetensors"
         if self.engine.is_rank0:
+            best = self.best_weights is not None
             training = {"run": self.run.name, "steps": self.state.step, "fidelities": self.heads,
-                        "init_from": self.config.init_from, "frozen_parameters": len(self.frozen)}
-            metadata = {"metrics": metrics, "training": training,
+                        "init_from": self.config.init_from, "frozen_parameters": len(self.frozen),
+                        "exported_step": self.state.best_step if best else self.state.step}
+            metadata = {"metrics": self.state.best_metrics if best else metrics, "training": training,
                         "data_manifest_hash": getattr(self.data, "manifest_hash", None)}
-            with self.ema.applied(self.model):
-                save_model(self.model, path, metadata)
+            if best:
+                current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+                self.model.load_state_dict(self.best_weights)
+                try:
+                    save_model(self.model, path, metadata)
+                finally:
+                    self.model.load_state_dict(current)
+            else:
+                with self.ema.applied(self.model):
+                    save_model(self.model, path, metadata)
         self.engine.barrier()
         return path
 

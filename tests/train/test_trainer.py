@@ -179,3 +179,23 @@ def test_early_stopping_after_patience_validations_without_improvement(tiny_run)
     with pytest.raises(UserError, match="early_stopping_metric"):
         Trainer(tiny_run("other", early_stopping_patience=2, early_stopping_metric="val/nope"))._should_stop_early(
             {"val/loss": 1.0})
+
+
+def test_early_stopping_exports_the_best_validation_weights_not_the_last(tiny_run):
+    from foundation.hub.format import read_header
+
+    trainer = Trainer(tiny_run(early_stopping_patience=3, ema_decay=0.0))
+    best = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer._should_stop_early({"val/loss": 1.0})
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.add_(1.0)
+    last = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.state.step = 7
+    assert not trainer._should_stop_early({"val/loss": 2.0})
+    path = trainer.export({"val/loss": 2.0})
+    exported = load_model(path).state_dict()
+    assert all(torch.equal(exported[k], best[k]) for k in best)
+    assert all(torch.equal(v, last[k]) for k, v in trainer.model.state_dict().items())  # training state untouched
+    header = read_header(path)
+    assert header["training"]["exported_step"] == 0 and header["metrics"] == {"val/loss": 1.0}

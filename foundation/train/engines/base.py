@@ -90,6 +90,48 @@ class Engine(abc.ABC):
         """Release process groups and the like."""
 
 
+class LocalOptimizer:
+    """The methods of an engine whose model and optimiser are plain torch objects held whole on
+    every rank (single process, DDP): what differs between those engines is only how the forward
+    is wrapped and how scalars are combined."""
+
+    _model: nn.Module | None = None
+    _optimizer: torch.optim.Optimizer | None = None
+    device: torch.device
+
+    @property
+    def model(self) -> nn.Module:
+        return self._model
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self._optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()  # under DDP its hooks average the gradients over ranks meanwhile
+
+    def clip_grad_norm(self, max_norm: float | None) -> torch.Tensor:
+        # Under DDP the gradients are already the ranks' mean, identical everywhere: so is the norm.
+        params = [p for p in self._model.parameters() if p.grad is not None]
+        if not params:
+            return torch.zeros((), device=self.device)
+        return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
+
+    def step(self) -> None:
+        self._optimizer.step()
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def skip_step(self) -> None:
+        self._optimizer.zero_grad(set_to_none=True)
+
+    def state_dict(self) -> dict:
+        return {"model": self._model.state_dict(), "optimizer": self._optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._model.load_state_dict(state["model"])
+        self._optimizer.load_state_dict(state["optimizer"])
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """`auto` picks this rank's GPU when there is one, else the CPU."""
     if name == "auto":

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from foundation.errors import UserError
-from foundation.train.engines.base import resolve_device
+from foundation.train.engines.base import LocalOptimizer, resolve_device
 from foundation.train.engines.distributed_env import (DistributedConfig, PredictForward,
                                                       ProcessGroupEngine, WrappedForward, detect_env,
                                                       init_process_group)
@@ -38,14 +38,12 @@ class DDPConfig(DistributedConfig):
             raise UserError(f"distributed.bucket_cap_mb={self.bucket_cap_mb}: must be > 0")
 
 
-class DDPEngine(ProcessGroupEngine):
+class DDPEngine(LocalOptimizer, ProcessGroupEngine):
     def __init__(self, config: DDPConfig, device: str = "auto"):
         env = detect_env()
         device = resolve_device(device, env.local_rank)
         init_process_group(env, device, config)
         super().__init__(config, device, env)
-        self._model: nn.Module | None = None
-        self._optimizer: torch.optim.Optimizer | None = None
 
     def wrap(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> nn.Module:
         self._model, self._optimizer = model, optimizer
@@ -61,38 +59,6 @@ class DDPEngine(ProcessGroupEngine):
         # bucket's only along its size-1 dimension: the same memory layout, nothing to fix.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         return WrappedForward(ddp)
-
-    @property
-    def model(self) -> nn.Module:
-        return self._model
-
-    @property
-    def optimizer(self) -> torch.optim.Optimizer:
-        return self._optimizer
-
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()  # DDP's hooks average the gradients over ranks as they are accumulated
-
-    def clip_grad_norm(self, max_norm: float | None) -> torch.Tensor:
-        # The gradients are already the ranks' mean, identical everywhere: so is their norm.
-        params = [p for p in self._model.parameters() if p.grad is not None]
-        if not params:
-            return torch.zeros((), device=self.device)
-        return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
-
-    def step(self) -> None:
-        self._optimizer.step()
-        self._optimizer.zero_grad(set_to_none=True)
-
-    def skip_step(self) -> None:
-        self._optimizer.zero_grad(set_to_none=True)
-
-    def state_dict(self) -> dict:
-        return {"model": self._model.state_dict(), "optimizer": self._optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._model.load_state_dict(state["model"])
-        self._optimizer.load_state_dict(state["optimizer"])
 
 
 def build_engine(trainer_config, config: DDPConfig | None = None) -> DDPEngine:

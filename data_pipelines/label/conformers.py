@@ -12,6 +12,7 @@ import dataclasses
 
 import numpy as np
 
+from foundation.data.molecules import bonds as bond_pairs
 from foundation.errors import UserError
 
 KB_KCAL = 0.0019872041  # Boltzmann constant, kcal/(mol K): MMFF energies are kcal/mol
@@ -74,12 +75,8 @@ def normal_mode_sample(x0: np.ndarray, hessian: np.ndarray, masses: np.ndarray, 
 
 
 def bonds(numbers: np.ndarray, positions: np.ndarray) -> set[tuple[int, int]]:
-    from ase.data import covalent_radii
-
-    r = covalent_radii[numbers]
-    d = np.linalg.norm(positions[:, None] - positions[None], axis=-1)
-    i, j = np.nonzero(np.triu(d < COVALENT_SCALE * (r[:, None] + r[None]), 1))
-    return set(zip(i.tolist(), j.tolist()))
+    """The bond graph (pairs i < j) by the covalent-radius rule, as a set to compare."""
+    return set(map(tuple, bond_pairs(numbers, positions, COVALENT_SCALE).tolist()))
 
 
 def acceptable(numbers: np.ndarray, positions: np.ndarray, reference_bonds: set) -> bool:

@@ -5,11 +5,16 @@ Every calculator takes atomic numbers and positions (Å) and returns a `Label`: 
 forces in eV/Å (or None), and what a reader needs to trust it — method, basis, program version,
 convergence, SCF cycles and wall time. An unconverged calculation is returned with
 `converged=False` and the labeller never writes it as a label.
+
+Levels of a site (or of a test) can live outside the package: `FOUNDATION_LABEL_LEVELS` names
+modules (comma-separated, importable) whose own `LEVELS` dicts are added to these.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import os
 import time
 from collections.abc import Callable
 
@@ -126,9 +131,26 @@ LEVELS: dict[str, Level] = {
 }
 
 
+PLUGINS_ENV = "FOUNDATION_LABEL_LEVELS"
+
+
 def get_level(name: str) -> Level:
     from foundation.errors import UserError
 
     if name not in LEVELS:
+        _load_plugins()
+    if name not in LEVELS:
         raise UserError(f"unknown level of theory {name!r}; known: {', '.join(LEVELS)}")
     return LEVELS[name]
+
+
+def _load_plugins() -> None:
+    from foundation.errors import UserError
+
+    for module in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            extra = importlib.import_module(module).LEVELS
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"{PLUGINS_ENV}: cannot load levels from module {module!r} ({e})") from None
+        for name, level in extra.items():
+            LEVELS.setdefault(name, level)

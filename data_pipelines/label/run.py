@@ -8,7 +8,8 @@ Output folder:
                        unconverged calculations are recorded with status != "ok" and never used
                        as labels
 A killed run restarts where it stopped: finished tasks are skipped, failed ones are not retried
-unless `retry_failed`.
+unless `retry_failed`. A worker process that dies takes only the task that killed it: the others
+in flight with it are run again, one at a time, until the culprit is found.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import multiprocessing
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -84,40 +84,63 @@ def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 
         tasks = tasks[:max_tasks] if max_tasks is not None else tasks
         bar = tqdm(total=len(tasks), desc="labelling", unit="calc", disable=not progress, smoothing=0.05)
         while tasks:
-            tasks = _run_pool(tasks, store, workers, counts, bar)
+            tasks, suspects = _run_pool(tasks, store, workers, counts, bar, 2 * workers)
+            while suspects:  # in flight when a worker died: rerun them one at a time to find which killed it
+                suspects, _ = _run_pool(suspects, store, 1, counts, bar, 1)
         bar.close()
     return counts
 
 
-def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar) -> list:
-    """Run tasks until done or the pool breaks (a worker died); returns the tasks not yet run.
-    Tasks in flight when a worker dies are recorded as failed, so one poisonous structure cannot
-    stop the run."""
+def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_flight: int) -> tuple[list, list]:
+    """Run `tasks` in a fresh pool until done or the pool breaks (a worker died: a crash in native
+    code, the kernel's OOM killer). Returns (tasks not started, tasks in flight when it broke). A
+    task alone in flight when its worker died is the one that killed it: it is recorded as failed,
+    so one poisonous structure cannot stop the run, and no innocent task is lost with it."""
     ctx = multiprocessing.get_context("spawn")
     pending = list(reversed(tasks))
     in_flight: dict[cf.Future, tuple] = {}
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
         while pending or in_flight:
-            while pending and len(in_flight) < 2 * workers:
-                s, fid = pending.pop()
-                in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist())] = (s, fid, time.time())
+            try:
+                while pending and len(in_flight) < max_in_flight:
+                    s, fid = pending[-1]
+                    in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist())] = (s, fid)
+                    pending.pop()
+            except cf.process.BrokenProcessPool:  # a worker died between two waits
+                break
             done, _ = cf.wait(in_flight, return_when=cf.FIRST_COMPLETED)
+            if any(_broke(f) for f in done):
+                break
             for future in done:
-                s, fid, started = in_flight.pop(future)
-                try:
-                    record = _record(s, fid, future.result())
-                except cf.process.BrokenProcessPool:
-                    for f, (s2, fid2, t2) in [(future, (s, fid, started)), *in_flight.items()]:
-                        _store_failure(store, s2, fid2, "worker process died", counts, bar)
-                    return list(reversed(pending))
-                except Exception as e:  # noqa: BLE001 - a calculation error is data, not a crash
-                    _store_failure(store, s, fid, f"{type(e).__name__}: {e}", counts, bar)
-                    continue
-                store.append(record)
-                counts[record["status"]] += 1
-                bar.update()
-                bar.set_postfix(ok=counts["ok"], bad=counts["unconverged"] + counts["failed"])
-    return []
+                _settle(store, future, *in_flight.pop(future), counts, bar)
+        cf.wait(in_flight)  # a broken pool fails every unfinished future at once
+        suspects = []
+        for future, (s, fid) in in_flight.items():
+            if _broke(future):
+                suspects.append((s, fid))
+            else:  # finished before the worker died
+                _settle(store, future, s, fid, counts, bar)
+    if len(suspects) == 1 and len(in_flight) == 1:
+        _store_failure(store, *suspects[0], "worker process died", counts, bar)
+        suspects = []
+    return list(reversed(pending)), suspects
+
+
+def _broke(future: cf.Future) -> bool:
+    return isinstance(future.exception(), cf.process.BrokenProcessPool)
+
+
+def _settle(store: LabelStore, future: cf.Future, s: Structure, fid: str, counts: dict, bar) -> None:
+    """Record a finished task: its label (ok or unconverged), or the error it raised."""
+    error = future.exception()
+    if error is not None:  # a calculation error is data, not a crash
+        _store_failure(store, s, fid, f"{type(error).__name__}: {error}", counts, bar)
+        return
+    record = _record(s, fid, future.result())
+    store.append(record)
+    counts[record["status"]] += 1
+    bar.update()
+    bar.set_postfix(ok=counts["ok"], bad=counts["unconverged"] + counts["failed"])
 
 
 def _record(s: Structure, fid: str, label: dict) -> dict:

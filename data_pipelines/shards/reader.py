@@ -7,7 +7,9 @@ readers (a small fine-tuning set), every reader reads all shards and keeps every
 instead: still disjoint and complete.
 
 A shard that is corrupt or truncated (fewer samples than the manifest says) raises `DataError`
-naming it, or with `on_error="skip"` is logged, counted and skipped from that point on.
+naming it, or with `on_error="skip"` is logged, counted and skipped from that point on. Each
+sample is validated as it is read (`checked_sample`: finite labels, atoms ≥ 0.5 Å apart, …), with
+the same choice between stopping and skipping.
 """
 
 from __future__ import annotations
@@ -117,10 +119,26 @@ def epoch_records(manifest: Manifest, shards: Sequence[dict], reader: Reader, se
 
 def iter_samples(manifest: Manifest, split: str, on_error: str = "raise",
                  reader: Reader = Reader()) -> Iterator[Sample]:
-    """One pass over a split in stored order, as `Sample`s (validation, evaluation, statistics)."""
+    """One pass over a split in stored order, as validated `Sample`s (validation, evaluation,
+    statistics); with `on_error="skip"` a sample that cannot be used is logged and left out."""
     check_on_error(on_error)
     for where, record in epoch_records(manifest, manifest.shards(split), reader, None, on_error=on_error):
-        yield record_to_sample(record, where)
+        try:
+            yield checked_sample(record, where)
+        except DataError as e:
+            if on_error != "skip":
+                raise
+            log.warning("skipping sample: %s", e)
+
+
+def checked_sample(record: dict, where: str) -> Sample:
+    """A raw record as a `Sample` that can be trained on; `DataError` naming the shard and key
+    (`where`) and the sample's own source otherwise."""
+    sample = record_to_sample(record, where)
+    try:
+        return sample.validate()
+    except DataError as e:
+        raise DataError(f"{where}: {e}") from None
 
 
 def check_on_error(on_error: str) -> None:

@@ -79,5 +79,5 @@ def record_to_sample(record: dict, where: str) -> Sample:
         return Sample(numbers=numbers, positions=positions, energies=record["energies"], forces=forces,
                       cell=cell, pbc=np.asarray(record["pbc"], bool), molecule=record["molecule"],
                       source=record["source"])
-    except (KeyError, ValueError, TypeError) as e:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:  # any field of any type
         raise DataError(f"{where}: malformed sample record ({type(e).__name__}: {e})") from None

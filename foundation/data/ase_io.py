@@ -8,6 +8,7 @@ as given; `guess_energy_unit` warns when the numbers look like Hartree or kcal/m
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import warnings
@@ -23,8 +24,10 @@ from ase.io.formats import string2index
 
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
-from foundation.errors import DataError
+from foundation.errors import DataError, UserError
 
+log = logging.getLogger(__name__)
+ON_ERROR = ("raise", "skip")
 _DB_SUFFIXES = (".db", ".json", ".aselmdb")  # what ASE reads as a database
 
 
@@ -64,13 +67,29 @@ def read_atoms(path: str | os.PathLike, index: str = ":") -> list[tuple[int, ase
 
 
 def read_samples(path: str | os.PathLike, energy_key: str, forces_key: str | None = None,
-                 fidelity: str = "dft", index: str = ":", group_key: str | None = None) -> list[Sample]:
+                 fidelity: str = "dft", index: str = ":", group_key: str | None = None,
+                 on_error: str = "raise", skipped: list[str] | None = None) -> list[Sample]:
     """Read labelled samples. `source` is `"<path>:<index in file>"`; `molecule` is
     `atoms.info[group_key]` when given, else formula + connectivity (`molecule_key`).
     Raises `DataError` naming file and structure for a missing key, a NaN label or atoms closer
-    than 0.5 Å; warns (`UnitWarning`) when the energies do not look like eV."""
-    samples = [atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"{path}:{i}", group_key)
-               for i, atoms in read_atoms(path, index)]
+    than 0.5 Å; with `on_error="skip"` such a structure is left out instead, logged, and its
+    one-line reason appended to `skipped`. Warns (`UnitWarning`) when the energies do not look
+    like eV. A file that cannot be read at all is always an error."""
+    if on_error not in ON_ERROR:
+        raise UserError(f"on_error={on_error!r}: use one of {', '.join(ON_ERROR)}")
+    samples, problems = [], []
+    for i, atoms in read_atoms(path, index):
+        try:
+            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"{path}:{i}", group_key))
+        except DataError as e:
+            if on_error != "skip":
+                raise
+            problems.append(str(e))
+            log.warning("skipping structure (%d so far): %s", len(problems), e)
+    if skipped is not None:
+        skipped.extend(problems)
+    if not samples:
+        raise DataError(f"{path}: none of its structures can be used (the first: {problems[0]})")
     check_energy_unit(samples, fidelity, where=str(path))
     return samples
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from foundation.data.ase_io import read_samples
+from foundation.data.ase_io import ON_ERROR, read_samples
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
 from foundation.data.sample import Sample
@@ -42,15 +42,17 @@ class FileSource:
     index: str = ":"  # ASE index syntax, e.g. ":1000"
     group_key: str | None = None  # info key naming each structure's molecule, if the file has one
 
-    def read(self) -> list[Sample]:
+    def read(self, on_error: str = "raise", skipped: list[str] | None = None) -> list[Sample]:
         return read_samples(self.path, self.energy_key, self.forces_key, self.fidelity, self.index,
-                            self.group_key)
+                            self.group_key, on_error, skipped)
 
 
 @dataclasses.dataclass
 class FileDataConfig:
     """`path` (with `energy_key`, `forces_key`, `fidelity`) for one file, and/or `sources`, a list
-    of {path, energy_key, forces_key, fidelity, index, group_key}. Split by molecule by default."""
+    of {path, energy_key, forces_key, fidelity, index, group_key}. Split by molecule by default.
+    `on_error`: a structure that cannot be trained on (missing key, NaN label, atoms closer than
+    0.5 Å) stops the run (raise), or is left out, logged and counted (skip)."""
 
     path: str | None = None
     energy_key: str = "energy"
@@ -65,6 +67,7 @@ class FileDataConfig:
     seed: int = 0  # of the split; the training order is seeded by the trainer
     max_atoms_per_batch: int = 512
     dtype: str = "float32"  # of positions and forces in batches; energies are always float64
+    on_error: str = "raise"  # raise | skip
 
     def __post_init__(self):
         self.sources = [_source(s, i) for i, s in enumerate(self.sources)]
@@ -85,9 +88,12 @@ class FileDataConfig:
             raise UserError(f"data.max_atoms_per_batch={self.max_atoms_per_batch}: must be > 0")
         if self.dtype not in _DTYPES:
             raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(_DTYPES)}")
+        if self.on_error not in ON_ERROR:
+            raise UserError(f"data.on_error={self.on_error!r}: must be one of {', '.join(ON_ERROR)}")
 
     def build(self) -> "InMemoryData":
-        samples = merge_fidelities([s for source in self.sources for s in source.read()])
+        skipped: list[str] = []
+        samples = merge_fidelities([s for source in self.sources for s in source.read(self.on_error, skipped)])
         fractions = {"train": 1.0 - self.val_fraction - self.test_fraction,
                      "val": self.val_fraction, "test": self.test_fraction}
         how = self.split
@@ -98,7 +104,7 @@ class FileDataConfig:
         splitter = split_by_molecule if how == "molecule" else split_by_conformer
         splits = splitter(samples, fractions, self.seed)
         return InMemoryData(splits["train"], splits["val"], splits["test"], self.max_atoms_per_batch,
-                            dtype=_DTYPES[self.dtype], split_by=how)
+                            dtype=_DTYPES[self.dtype], split_by=how, skipped=len(skipped))
 
 
 def _source(item: Any, i: int) -> FileSource:
@@ -136,9 +142,10 @@ class InMemoryData:
 
     def __init__(self, train: Sequence[Sample], val: Sequence[Sample], test: Sequence[Sample] = (),
                  max_atoms_per_batch: int = 512, dtype: torch.dtype = torch.float32,
-                 split_by: str = "molecule"):
+                 split_by: str = "molecule", skipped: int = 0):
         if not train:
             raise DataError("the training split is empty")
+        self.skipped = skipped  # structures left out when reading (on_error=skip)
         self.train, self.val, self.test = list(train), list(val), list(test)
         self.max_atoms_per_batch = max_atoms_per_batch
         self.dtype = dtype
@@ -166,6 +173,7 @@ class InMemoryData:
         parts = {"train": self.train, "val": self.val, "test": self.test}
         return {"split_by": self.split_by, "fidelities": self.fidelities, "elements": self.elements,
                 **{f"{name}_structures": len(p) for name, p in parts.items()},
+                **({"skipped_structures": self.skipped} if self.skipped else {}),
                 **{f"{name}_molecules": len({s.molecule for s in p}) for name, p in parts.items()}}
 
 

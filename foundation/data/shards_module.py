@@ -27,8 +27,8 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class ShardDataConfig:
     """`path`: a shard folder, its manifest.json, or their URL. `fidelity_ratios`: how often a
     training sample is drawn from the samples labelled at each fidelity, e.g. {wb97x_631gs: 0.9,
-    ccsdt_ccpvdz: 0.1} (null: samples as they come). `on_error`: raise on a corrupt shard, or
-    skip (and count) it."""
+    ccsdt_ccpvdz: 0.1} (null: samples as they come). `on_error`: raise on a corrupt shard or a
+    sample that cannot be trained on, or skip (log and count) it."""
 
     path: str | None = None
     fidelities: list[str] | None = None  # train on these label sets only (null: all in the data)

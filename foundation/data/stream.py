@@ -5,7 +5,8 @@ Per reader (one DataLoader worker of one rank) the pipeline is
     for each mix key (a fidelity, or all samples when there is no mixing), an endless record
     stream: epoch e → shards shuffled by (seed, e) identically on every rank → split by node,
     then by worker (`data_pipelines.shards.reader`) → records routed to this key → shuffle buffer
-    → mixing: sample j is drawn from key k with probability ratio[k]
+    → mixing: sample j is drawn from key k with probability ratio[k] → validated (a sample that
+    cannot be trained on stops the stream, or with on_error="skip" is logged and counted)
     → `group_by_atoms` (at most `max_atoms` atoms per batch) → `collate` → AtomsBatch
 
 Batches, not samples, cross the DataLoader worker boundary. Every random choice is seeded from
@@ -23,6 +24,7 @@ labelled at several fidelities of the mix is in several streams.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import random
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,12 +36,14 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from data_pipelines.shards.manifest import Manifest, load_manifest
-from data_pipelines.shards.reader import Reader, check_on_error, epoch_records, iter_samples, seed_from
-from data_pipelines.shards.record import record_label_set, record_to_sample
+from data_pipelines.shards.reader import (Reader, check_on_error, checked_sample, epoch_records, iter_samples,
+                                          seed_from)
+from data_pipelines.shards.record import record_label_set
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
 from foundation.errors import DataError, UserError
 
+log = logging.getLogger(__name__)
 ALL = ""  # the mix key of an unmixed stream: every sample
 _MIX_SALT, _SHUFFLE_SALT, _DRAW_BLOCK = 0x6D6978, 0x736875, 4096
 _STATE_VERSION = 1
@@ -113,6 +117,8 @@ class _ReaderPipeline:
         self.spec, self.reader = spec, reader
         self.drawn = int(state.get("drawn", 0))
         self.failed: dict[str, int] = dict(state.get("failed", {}))  # shard url -> times skipped
+        self.skipped = int(state.get("skipped", 0))  # samples that failed validation (on_error=skip)
+        self._skips_in_a_row = 0
         positions = state.get("streams", {})
         self.streams = [_KeyStream(spec, key, salt, reader, positions.get(key, (0, 0)), self._note_failure)
                         for salt, (key, _) in enumerate(spec.mix)]
@@ -121,8 +127,26 @@ class _ReaderPipeline:
         self.failed[url] = self.failed.get(url, 0) + 1
 
     def position(self) -> dict:
-        return {"drawn": self.drawn, "failed": dict(self.failed),
+        return {"drawn": self.drawn, "failed": dict(self.failed), "skipped": self.skipped,
                 "streams": {s.key: list(s.position) for s in self.streams}}
+
+    def _sample(self, record: dict, where: str):
+        """The record as a validated sample, or None when it is skipped (on_error=skip)."""
+        try:
+            sample = checked_sample(record, where)
+        except DataError as e:
+            if self.spec.on_error != "skip":
+                raise
+            self.skipped += 1
+            self._skips_in_a_row += 1
+            log.warning("skipping sample (%d so far on reader %d): %s", self.skipped, self.reader.index, e)
+            n = self.spec.manifest.counts(self.spec.split)["n_samples"]
+            if self._skips_in_a_row > n:  # an endless stream of nothing but bad samples
+                raise DataError(f"{self.spec.manifest.location}: no usable sample in split {self.spec.split!r} "
+                                f"({self._skips_in_a_row} skipped in a row; the last: {e})") from None
+            return None
+        self._skips_in_a_row = 0
+        return sample
 
     def samples(self):
         """Endless (sample, position after it): draws by ratio from the key streams."""
@@ -138,7 +162,9 @@ class _ReaderPipeline:
             for c in choices[start:]:
                 where, record = self.streams[c].next()
                 self.drawn += 1
-                yield record_to_sample(record, where), self.position()
+                sample = self._sample(record, where)
+                if sample is not None:
+                    yield sample, self.position()
 
     def batches(self) -> Iterator[tuple[AtomsBatch, dict]]:
         # group_by_atoms looks one sample ahead; the position after a batch is that of its last
@@ -204,6 +230,12 @@ class ShardStream:
                                shuffle_buffer, on_error, dtype)
         self.batches = 0
         self._readers: dict[int, dict] = {}
+
+    @property
+    def skipped_samples(self) -> int:
+        """Samples that failed validation and were skipped (`on_error="skip"`) by this rank's
+        readers so far."""
+        return sum(int(state.get("skipped", 0)) for state in self._readers.values())
 
     @property
     def failed_shards(self) -> dict[str, int]:

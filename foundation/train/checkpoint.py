@@ -87,10 +87,19 @@ def _write(path: Path, obj: dict) -> None:
         os.replace(tmp, path)
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):  # a full disk or a lost mount: say so in one line
-            raise CheckpointError(f"{path}: cannot write the checkpoint ({e.strerror or e}); the earlier "
-                                  f"checkpoints in {path.parent} are untouched") from None
+        failed = _os_error(e)
+        if failed is not None:  # a full disk or a lost mount: say so in one line
+            raise CheckpointError(f"{path}: cannot write the checkpoint ({failed.strerror or failed}); the "
+                                  f"earlier checkpoints in {path.parent} are untouched") from None
         raise
+
+
+def _os_error(e: BaseException | None) -> OSError | None:
+    """The OSError behind `e`: torch.save reports a failed write as its own RuntimeError (raised
+    while closing the half-written archive), with the OSError as its context."""
+    while e is not None and not isinstance(e, OSError):
+        e = e.__cause__ or e.__context__
+    return e
 
 
 def read_checkpoint(path: Path, map_location="cpu") -> dict:

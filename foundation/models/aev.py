@@ -3,8 +3,10 @@
 Smith, Isayev, Roitberg, Chem. Sci. 8, 3192 (2017), eqs. (2)-(4), with TorchANI's deviations from
 the paper (kept so that our AEVs equal `torchani.aev.AEVComputer.like_1x()`'s; tested):
 the 0.25 factor in the radial term and the 0.95 inside the arccos of the angular term.
-No padding and no loop over atoms: terms are computed per pair / per triplet and summed with
-`index_add_` into (atom, neighbour element) slots.
+No padding and no loop over atoms: terms are computed per pair / per triplet and summed into
+(atom, neighbour element) slots. `ANIRadial` / `ANIAngular` hold the constants and the torch form
+of each term, differentiated by autograd (on GPUs, and where no C compiler works); on the CPU the
+sums run as C kernels with hand-written derivatives (`aev_native`, ~2.5x faster for force training).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from foundation.models import aev_native
 from foundation.models.neighbors import triplets_from_pairs
 
 
@@ -51,6 +54,10 @@ class ANIRadial(nn.Module):
         # 0.25: not in the paper; NeuroChem and TorchANI have it.
         gauss = torch.exp(-self.eta * (distances - self.shifts.unsqueeze(1)) ** 2)
         return 0.25 * gauss * cosine_cutoff(distances, self.cutoff)
+
+    def params(self) -> aev_native.RadialParams:
+        """The constants, for the C kernels."""
+        return aev_native.RadialParams(self.shifts, self.eta, math.pi / self.cutoff)
 
 
 class ANIAngular(nn.Module):
@@ -93,6 +100,10 @@ class ANIAngular(nn.Module):
         radial = torch.exp(-self.eta * (mean - self.shifts.unsqueeze(1)) ** 2) * envelope  # (shifts, T)
         return (radial.unsqueeze(1) * angular.unsqueeze(0)).flatten(0, 1)
 
+    def params(self) -> aev_native.AngularParams:
+        """The constants, for the C kernels."""
+        return aev_native.AngularParams(self.shifts, self.sections, self.eta, self.zeta, math.pi / self.cutoff)
+
 
 class AEV(nn.Module):
     """The full AEV: radial terms per neighbour element, angular terms per unordered element pair.
@@ -113,6 +124,7 @@ class AEV(nn.Module):
         pair_index[rows, cols] = pair_index[cols, rows] = torch.arange(len(rows))
         self.register_buffer("pair_index", pair_index, persistent=False)
         self.out_dim = num_species * radial.num_feats + self.num_pairs * angular.num_feats
+        self.native = True  # C kernels on the CPU where they build (aev_native); False: torch ops only
 
     @property
     def cutoff(self) -> float:
@@ -149,25 +161,33 @@ class AEV(nn.Module):
     def forward(self, species: Tensor, positions: Tensor, i: Tensor, j: Tensor, shifts: Tensor) -> Tensor:
         """species (N,) int64 in [0, S); positions (N, 3) Å; full pair list i, j (P,) with
         shifts (P, 3) Å, all pairs within the radial cutoff. Returns (N, out_dim)."""
-        n_atoms = species.shape[0]
-        vectors = positions[j] - positions[i] + shifts.to(positions.dtype)
-        distances = torch.linalg.vector_norm(vectors, dim=1)
-
-        # Both directions are in the list, so each atom sums over all its neighbours.
-        radial = vectors.new_zeros(self.radial.num_feats, n_atoms * self.num_species)
-        radial.index_add_(1, i * self.num_species + species[j], self.radial(distances))
+        n_atoms, kinds = species.shape[0], self.num_species
+        vectors = positions.index_select(0, j) - positions.index_select(0, i) + shifts.to(positions.dtype)
+        native = aev_native.kernels(self.radial.params(), self.angular.params(), vectors) if self.native else None
+        # Both directions are in the list, so each atom sums over all its neighbours. Sums are
+        # (atoms * kinds, feats): row-major, that is already the (atoms, kinds * feats) layout.
+        neighbour = species.index_select(0, j)
+        radial_slot = i * kinds + neighbour
+        if native is not None:
+            radial = native.radial(vectors, radial_slot, n_atoms * kinds)
+            distances = torch.linalg.vector_norm(vectors.detach(), dim=1)
+        else:
+            distances = torch.linalg.vector_norm(vectors, dim=1)
+            radial = vectors.new_zeros(self.radial.num_feats, n_atoms * kinds)
+            radial = radial.index_add_(1, radial_slot, self.radial(distances)).T
 
         close = torch.nonzero(distances <= self.angular.cutoff).squeeze(1)
         close = close[torch.argsort(i[close])]  # triplets need the pairs grouped by centre
         center = i[close]
         first, second = triplets_from_pairs(center)
         p, q = close[first], close[second]
-        d_p, d_q = distances[p], distances[q]
-        cos = (vectors[p] * vectors[q]).sum(1) / torch.clamp(d_p * d_q, min=1e-10)
-        slot = center[first] * self.num_pairs + self.pair_index[species[j[p]], species[j[q]]]
-        angular = vectors.new_zeros(self.angular.num_feats, n_atoms * self.num_pairs)
-        angular.index_add_(1, slot, self.angular(d_p, d_q, cos))
-        # (feats, atoms * kinds) -> (atoms, kinds * feats): the layout TorchANI has.
-        radial = radial.view(-1, n_atoms, self.num_species).permute(1, 2, 0).reshape(n_atoms, -1)
-        angular = angular.view(-1, n_atoms, self.num_pairs).permute(1, 2, 0).reshape(n_atoms, -1)
-        return torch.cat([radial, angular], dim=1)
+        slot = center[first] * self.num_pairs + self.pair_index[neighbour[p], neighbour[q]]
+        num_slots = n_atoms * self.num_pairs
+        if native is not None:
+            angular = native.angular(vectors, p, q, slot, num_slots)
+        else:
+            d_p, d_q = distances.index_select(0, p), distances.index_select(0, q)
+            cos = (vectors.index_select(0, p) * vectors.index_select(0, q)).sum(1) / torch.clamp(d_p * d_q, min=1e-10)
+            angular = vectors.new_zeros(self.angular.num_feats, num_slots)
+            angular = angular.index_add_(1, slot, self.angular(d_p, d_q, cos)).T
+        return torch.cat([radial.reshape(n_atoms, -1), angular.reshape(n_atoms, -1)], dim=1)

@@ -132,8 +132,8 @@ class PotentialModel(nn.Module):
         positions = batch.positions if positions is None else positions
         learned = self.learned_atomic_energies(batch, positions.to(self.dtype), species, counts)
         index = torch.tensor(columns, device=species.device)
-        reference = self.reference_energies[index][:, species].T  # (N, heads)
-        return learned[:, index].to(torch.float64) + reference
+        reference = self.reference_energies.index_select(0, index).index_select(1, species).T  # (N, heads)
+        return learned.index_select(1, index).to(torch.float64) + reference
 
     def forward(self, batch: AtomsBatch, head: str | None = None, forces: bool = True) -> dict[str, Tensor]:
         """`energy` (B,) float64 eV, `atomic_energies` (N,) float64 eV and, if `forces`, `forces`

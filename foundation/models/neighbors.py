@@ -7,6 +7,8 @@ with respect to positions and, through `shifts = cell_shift @ cell`, to the cell
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import torch
 import vesin
@@ -16,6 +18,7 @@ from foundation.errors import UserError
 
 # Space between molecules laid side by side (beyond the cutoff), Å.
 _MOLECULE_GAP = 1.0
+_local = threading.local()
 
 
 def neighbor_pairs(batch: AtomsBatch, cutoff: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -68,6 +71,10 @@ def _molecule_pairs(positions: np.ndarray, owner: np.ndarray, periodic: np.ndarr
         return empty
     pos = positions[atoms]
     local_owner = owner[atoms]
+    if local_owner[0] == local_owner[-1]:  # one molecule (MD, calculators): nothing to lay out
+        i, j = _vesin(cutoff).compute(pos, np.zeros((3, 3)), False, "ij")
+        i, j = atoms[i.astype(np.int64)], atoms[j.astype(np.int64)]
+        return i, j, np.zeros((len(i), 3), np.int64)
     first = np.flatnonzero(np.r_[True, local_owner[1:] != local_owner[:-1]])
     low = np.minimum.reduceat(pos, first, axis=0)
     high = np.maximum.reduceat(pos, first, axis=0)
@@ -92,7 +99,12 @@ def _periodic_pairs(positions, start, stop, cell, pbc, cutoff, where):
 def _vesin(cutoff: float) -> vesin.NeighborList:
     # One thread: for a single small structure, starting threads costs more than the search
     # (measured ~190 us vs ~19 us per call for 20 atoms).
-    return vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True, n_threads=1)
+    # One object per cutoff and thread, reused: it keeps its buffers between calls (not safe to
+    # share across threads), and making one costs as much as a small molecule's search.
+    cache = _local.__dict__.setdefault("lists", {})
+    if cutoff not in cache:
+        cache[cutoff] = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True, n_threads=1)
+    return cache[cutoff]
 
 
 def _where(batch: AtomsBatch, b: int) -> str:

@@ -1,0 +1,63 @@
+"""`make bench` plumbing: which scripts run, the table printed for the README, and the check
+that ours and TorchANI compute the same thing before anything is timed (real TorchANI, no timing
+asserted)."""
+
+import json
+
+import pytest
+
+from benchmarks import common, run_all
+
+
+def test_scripts_are_the_benchmarks_and_long_ones_are_opt_in():
+    default = run_all.scripts(include_long=False)
+    assert {"train_step", "inference", "md"} <= set(default)
+    assert not set(default) & (run_all.NOT_BENCHMARKS | set(run_all.HELPERS) | set(run_all.LONG))
+    assert set(run_all.scripts(include_long=True)) >= set(default)
+
+
+def _figure(name, ours, peer, goal, **extra):
+    return {"name": name, "unit": "molecules/s", "ours": ours, "peer": peer, "ratio": ours / peer, "goal": goal,
+            "goal_met": None if goal is None else ours / peer >= goal, "machine": "AMD EPYC, 2 cores, Linux",
+            "threads": 1, "environment": {"MALLOC_TRIM_THRESHOLD_": "1"},
+            "spread": {"ours": {"min": ours * 0.9, "max": ours * 1.1}}, **extra}
+
+
+def test_table_has_a_row_per_figure_with_missed_goals_explained():
+    figures = [_figure("train_step_vs_torchani", 1500.0, 700.0, 2.0),
+               _figure("md_vs_torchani", 300.0, 220.0, 1.5, shortfall="ratio 1.36, 1.10x short of the goal 1.5",
+                       limits="per-step overhead"),
+               _figure("painn_md_vs_torchani", 100.0, 220.0, None, note="informational")]
+    text = run_all.table(figures)
+    lines = text.splitlines()
+    assert lines[0].startswith("| Figure | Unit | Ours | Peer | Ratio")
+    row = next(line for line in lines if line.startswith("| train_step_vs_torchani"))
+    assert "1,500 (1,350-1,650)" in row and "| 2.14 |" in row and "| yes |" in row
+    md = next(line for line in lines if line.startswith("| md_vs_torchani"))
+    assert "**no**" in md and "1.10x short" in md and "per-step overhead" in md
+    assert "informational" in next(line for line in lines if line.startswith("| painn_md"))
+    assert "Machine: AMD EPYC, 2 cores, Linux" in text and "MALLOC_TRIM_THRESHOLD_=1" in text
+
+
+def test_table_only_run_writes_table_md(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path)
+    (tmp_path / "x.json").write_text(json.dumps(_figure("x", 2.0, 1.0, 1.5)))
+    (tmp_path / "broken.json").write_text("{")
+    assert run_all.main(["--table"]) == 0
+    assert "| x |" in (tmp_path / "TABLE.md").read_text()
+    assert "broken.json" in capsys.readouterr().err
+
+
+def test_unknown_script_is_refused():
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "no_such_benchmark"])
+
+
+def test_our_ani_and_torchani_agree_on_identical_weights():
+    from benchmarks.train_step import ours_step, peer_step
+
+    samples = common.molecules(conformers=1, names=["glycine", "pyridine", "caffeine"])
+    agreement = common.check_agreement(common.torchani_ani1x(), samples, train_step=(ours_step, peer_step))
+    assert agreement["ok"], agreement
+    assert agreement["float64_ours_vs_peer"]["forces"] < 1e-10
+    assert agreement["training_step_float64"]["first_layer_gradients"] < 1e-10

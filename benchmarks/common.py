@@ -337,3 +337,10 @@ def write(fig: dict) -> Path:
 def report(fig: dict, seconds: float) -> None:
     print(f"{fig['name']}: ours {fig['ours']:.4g} vs peer {fig['peer']:.4g} {fig['unit']}, ratio "
           f"{fig['ratio']:.2f} (goal {fig['goal']}) in {seconds:.0f} s -> {write(fig)}", flush=True)
+
+
+def run_and_report(run) -> None:
+    """A benchmark script's `main`: run its figures and write/print each."""
+    start = time.perf_counter()
+    for fig in run():
+        report(fig, time.perf_counter() - start)

@@ -10,7 +10,6 @@ Also our PaiNN on the same batches against the same peer (`painn_inference_vs_to
 
 from __future__ import annotations
 
-import time
 
 import torch
 
@@ -77,9 +76,7 @@ def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPE
 
 
 def main() -> None:
-    start = time.perf_counter()
-    for fig in run():
-        common.report(fig, time.perf_counter() - start)
+    common.run_and_report(run)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ energies are compared after the first repeat. Also our PaiNN through our calcula
 from __future__ import annotations
 
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -114,9 +113,7 @@ def run(steps: int = STEPS, repeats: int = REPEATS) -> list[dict]:
 
 
 def main() -> None:
-    start = time.perf_counter()
-    for fig in run():
-        common.report(fig, time.perf_counter() - start)
+    common.run_and_report(run)
 
 
 if __name__ == "__main__":

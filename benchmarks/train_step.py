@@ -16,7 +16,6 @@ checked to agree with TorchANI's (see `common.check_agreement`).
 
 from __future__ import annotations
 
-import time
 
 import torch
 
@@ -111,9 +110,7 @@ def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPE
 
 
 def main() -> None:
-    start = time.perf_counter()
-    for fig in run():
-        common.report(fig, time.perf_counter() - start)
+    common.run_and_report(run)
 
 
 if __name__ == "__main__":

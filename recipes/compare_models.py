@@ -1,0 +1,58 @@
+"""The same transfer recipe with different architectures: pretrain on the embedded DFT data, then
+fine-tune on its CC data, for each model config; evaluate on the held-out CC molecules and record
+each one's training time.
+
+    python -m recipes.compare_models --out runs/compare [--steps 1500] [--model ani --model painn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from recipes.report import write_report
+
+# What the fine-tune freezes, per architecture: the ANI-1ccx choice for ANI, the first interaction
+# block (the closest PaiNN has to "low-level features") for PaiNN.
+FREEZE = {"ani": "[networks.*.layers.2.*]", "painn": "[interactions.0.*]"}
+
+
+def run(models: list[str], out: Path, steps: int) -> dict:
+    paths, seconds = {}, {}
+    for name in models:
+        base = [f"model={name}", f"out_dir={out}", "logger.progress_bar=false"]
+        started = time.perf_counter()
+        pre = train("pretrain", base + [f"name={name}_pretrain", f"trainer.max_steps={steps}"], quiet=True)
+        tuned = train("finetune", base + [f"name={name}_finetune", f"trainer.init_from={pre.model_path}",
+                                          f"trainer.freeze={FREEZE.get(name, '[]')}"], quiet=True)
+        seconds[name] = time.perf_counter() - started
+        paths[f"{name}: DFT-pretrained"], paths[f"{name}: finetune"] = pre.model_path, tuned.model_path
+        print(f"{name}: pretrain + finetune in {seconds[name]:.0f} s", flush=True)
+    results = evaluate_models(paths, embedded_samples("test", CC), CC)
+    for label, metrics in results.items():
+        metrics["training_seconds"] = round(seconds[label.split(":")[0]], 1)
+    columns = [("relative_energy_rmse_kcal_mol", "rel. E RMSE (kcal/mol)"),
+               ("energy_rmse_kcal_mol", "E RMSE (kcal/mol)"),
+               ("forces_vs_dft_mae_ev_per_a", "F MAE vs DFT (eV/Å)"),
+               ("training_seconds", "pretrain + finetune (s)")]
+    write_report(results, out / "report", notes=f"pretrain {steps} steps, then the finetune recipe; "
+                 "training time on the machine that ran it.\n\n" + markdown_table(results, columns))
+    print(markdown_table(results, columns))
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/compare"))
+    parser.add_argument("--steps", type=int, default=1500, help="pretraining steps")
+    parser.add_argument("--model", action="append", help="model configs (default: ani, painn)")
+    args = parser.parse_args(argv)
+    run(args.model or ["ani", "painn"], args.out, args.steps)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

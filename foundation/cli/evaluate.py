@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--data", required=True, help="labelled structures (extxyz, ASE db, ...)")
     parser.add_argument("--energy-key", required=True, help="key of the reference energies (eV)")
     parser.add_argument("--forces-key", default=None, help="key of the reference forces (eV/Å)")
-    parser.add_argument("--head", default=None, help="model head (fidelity) to evaluate; needed when the model has several")
+    parser.add_argument("--head", default=None, help="model head (fidelity) to evaluate (default: the model's default head)")
     parser.add_argument("--index", default=":", help="which structures, ASE syntax (default ':')")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the scores and per-structure predictions here")
     parser.add_argument("--batch-atoms", type=int, default=1024, help="atoms per batch (default 1024)")

@@ -79,6 +79,8 @@ def _resolve(model, samples: Sequence[Sample], head: str | None, fidelity: str |
         named = [h for h in heads if h in present]
         if len(heads) == 1 or len(named) == 1:
             head = heads[0] if len(heads) == 1 else named[0]
+        elif getattr(model, "default_head", None) in heads:
+            head = model.default_head  # what its file or registry entry says to use
         else:
             raise UserError(f"the model has heads {', '.join(heads)}; choose one with --head")
     if head not in heads:

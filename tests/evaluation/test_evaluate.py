@@ -108,3 +108,10 @@ def test_real_model_batch_matches_single_structures(make_samples):
     np.testing.assert_allclose(result["structures"][4]["forces_pred_ev_per_a"],
                                single["forces"].detach().numpy(), atol=1e-8)
     assert np.isfinite(result["forces_rmse_ev_per_a"]) and result["n_structures"] == 6
+
+
+def test_a_model_with_a_default_head_uses_it_when_none_is_chosen(make_samples):
+    samples = make_samples(2, 1)
+    model = LookupModel(samples, heads=("wb97x_631gs", "ccsdt_ccpvdz"))
+    model.default_head = "ccsdt_ccpvdz"  # as a model file or registry entry sets it
+    assert evaluate(model, samples)["head"] == "ccsdt_ccpvdz"

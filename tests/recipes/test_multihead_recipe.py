@@ -22,13 +22,16 @@ def test_replay_keeps_the_dft_head_close_to_the_pretrained_one(pretrained, tiny)
     alone = train("multihead", [*tiny, "name=no_replay", f"trainer.init_from={pretrained}", *STEPS,
                                 f"data.fidelities=[{CC}]", "data.fidelity_ratios=null"], quiet=True)
     batch = collate(embedded_samples("val", DFT), fidelities=[DFT])
+    n_atoms = batch.n_atoms_per_structure.numpy()
     e0, f0 = dft_predictions(pretrained, batch)
     drift = {}
     for label, result in (("replay", replay), ("alone", alone)):
         e, f = dft_predictions(result.model_path, batch)
-        drift[label] = (np.sqrt(np.mean((e - e0) ** 2)), np.sqrt(np.mean((f - f0) ** 2)))
+        drift[label] = (np.sqrt(np.mean(((e - e0) / n_atoms) ** 2)), np.sqrt(np.mean((f - f0) ** 2)))
     (e_replay, f_replay), (e_alone, f_alone) = drift["replay"], drift["alone"]
-    assert e_replay < 0.25 and f_replay < 0.15, drift  # eV, eV/Å: within tolerance of the pretrained head
+    # eV/atom, eV/Å: within tolerance of the pretrained head (per atom, so the bound does not
+    # depend on which molecules the validation split holds)
+    assert e_replay < 0.05 and f_replay < 0.2, drift
     # Without replay it forgets more. (Forces are the clearer signal: replay also keeps teaching
     # the DFT energies, which the small pretrained model has not fully learned.)
     assert e_replay < e_alone and f_replay < 0.7 * f_alone, drift

@@ -11,16 +11,13 @@
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib import metadata
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -29,6 +26,7 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from benchmarks import common  # noqa: E402
 from data_pipelines.convert.ani_h5 import convert_ani_h5  # noqa: E402
 from data_pipelines.shards.manifest import write_manifest  # noqa: E402
 from data_pipelines.shards.synthetic import synthetic_samples  # noqa: E402
@@ -141,43 +139,18 @@ def rss_figure(work: Path) -> dict:
                            "ours": "streaming the large set", "peer": "streaming the small set"})
 
 
+VERSIONED = ("foundation-mlip", "torch", "numpy", "h5py", "webdataset", "msgpack")
+
+
 def _figure(name: str, unit: str, ours: list, peer: list, goal: float, inputs: dict,
             ratio: float | None = None) -> dict:
     m_ours, m_peer = statistics.median(ours), statistics.median(peer)
     return {"name": name, "unit": unit, "ours": m_ours, "peer": m_peer,
             "ratio": ratio if ratio is not None else m_ours / m_peer, "goal": goal,
-            "machine": _machine(), "threads": torch.get_num_threads(), "versions": _versions(),
+            "machine": common.machine(), "threads": torch.get_num_threads(),
+            "versions": common.versions(VERSIONED),
             "inputs": inputs, "repeats": REPEATS,
             "spread": {"ours": [min(ours), max(ours)], "peer": [min(peer), max(peer)]}}
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
-
-
-def _versions() -> dict:
-    names = ("foundation-mlip", "torch", "numpy", "h5py", "webdataset", "msgpack")
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return {**found, "python": platform.python_version()}
-
-
-def _write(figure: dict) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{figure['name']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(figure, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def main() -> None:
@@ -188,7 +161,7 @@ def main() -> None:
             figure = make(Path(work))
             print(f"{figure['name']}: ours {figure['ours']:.4g} vs peer {figure['peer']:.4g} {figure['unit']}, "
                   f"ratio {figure['ratio']:.2f} (goal {figure['goal']}) in {time.perf_counter() - start:.0f} s "
-                  f"-> {_write(figure)}")
+                  f"-> {common.write(figure)}")
 
 
 if __name__ == "__main__":

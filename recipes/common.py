@@ -8,13 +8,13 @@ import contextlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from foundation.data.sample import Sample
 from foundation.train.compose import load_run_config
 from foundation.train.trainer import TrainResult, Trainer
+from foundation.atomic import write_text_atomic as write_atomic
 
 CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
 
@@ -92,16 +92,6 @@ def _fmt(value) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 def write_json(path: str | os.PathLike, data) -> Path:

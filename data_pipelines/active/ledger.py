@@ -12,11 +12,10 @@ redrawn; labels already made are not asked for again.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from foundation.atomic import write_text_atomic as write_atomic
 from foundation.errors import UserError
 
 RESUMABLE_CHANGES = ("rounds",)  # settings a resumed loop may change (e.g. run more rounds)
@@ -68,16 +67,3 @@ def once(path: Path, make: Callable[[], dict]) -> dict:
 
 def write_json(path: Path, value) -> None:
     write_atomic(Path(path), json.dumps(value, indent=1) + "\n")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temp file beside `path`, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -19,7 +19,6 @@ import dataclasses
 import json
 import multiprocessing
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from tqdm import tqdm
 from data_pipelines.label.levels import get_level
 from data_pipelines.label.plan import Structure, expand
 from data_pipelines.label.store import LabelStore
+from foundation.atomic import write_text_atomic as _write_atomic
 
 
 def _init_worker() -> None:
@@ -61,14 +61,6 @@ def _structure_record(s: Structure) -> dict:
     return {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
             "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
             "levels": s.levels}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 1,

@@ -1,0 +1,44 @@
+"""The new CC set: its molecule list and the active/random conformer picks."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from data_pipelines.cc_set.molecules import excluded, split_of
+from data_pipelines.cc_set.select import interleave, picks, round_robin
+from data_pipelines.chemistry.enumerate import canonical
+from data_pipelines.chemistry.families import FAMILIES
+
+CC_SET = Path(__file__).parents[2] / "data_pipelines" / "cc_set"
+
+
+def test_committed_molecule_list_covers_every_family_twice_and_keeps_held_out_molecules_out():
+    listing = json.loads((CC_SET / "molecules.json").read_text())
+    molecules = listing["molecules"]
+    assert len(molecules) >= 60
+    for family in FAMILIES:
+        assert sum(family in m["families"] for m in molecules) >= 2, family
+    held_out = excluded()
+    for name in ("propene", "C=CC"), ("formamide", "NC=O"), ("propan_2_ol", "CC(C)O"):
+        assert canonical(name[1]) in held_out
+    assert not held_out & {m["smiles"] for m in molecules}
+    assert {m["split"] for m in molecules} == {"train", "val", "test"}
+
+
+def test_splits_follow_the_order_of_choice():
+    assert [split_of(k) for k in range(8)] == ["train"] * 3 + ["val"] + ["train"] * 3 + ["test"]
+
+
+def test_active_picks_are_the_most_disagreed_and_random_picks_are_seeded():
+    spread = np.array([0.1, 0.5, 0.3, 0.9, 0.2])
+    p = picks("CCO", 5, spread, 2)
+    assert p["active"] == [3, 1]
+    assert p == picks("CCO", 5, spread, 2) and len(p["random"]) == 2
+    assert picks("CCO", 5, None, 2)["active"] == [] and len(picks("CCO", 5, None, 2)["random"]) == 4
+
+
+def test_round_robin_takes_pick_r_of_every_molecule_before_pick_r_plus_one():
+    assert round_robin([[0, 1, 2], [5], [7, 8]]) == [(0, 0), (1, 5), (2, 7), (0, 1), (2, 8), (0, 2)]
+    assert round_robin([[1, 1]]) == [(0, 1)]  # a conformer picked twice is labelled once
+    assert interleave([1, 2, 3], [4]) == [1, 4, 2, 3]

@@ -36,6 +36,7 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     from foundation.hub.format import save_model
     from foundation.hub.load import load_model
     from foundation.models.delta import DeltaModel
+    from foundation.train.build import one_member
     from foundation.train.compose import compose_dict, instantiate
 
     cfg = compose_dict(["recipe=delta", *overrides])  # once: `name` may be a timestamp
@@ -45,7 +46,8 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     settings = cfg.get("delta") or {}
     correction = {k: v for k, v in (cfg.get("model") or {}).items() if not k.startswith("_")}
     torch.manual_seed(int(cfg["trainer"].get("seed", 0)))  # the correction's initial weights
-    model = DeltaModel.from_base(load_model(pretrained), settings.get("base_head", "wb97x_631gs"),
+    base = one_member(load_model(pretrained), cfg["trainer"].get("init_member"), str(pretrained))
+    model = DeltaModel.from_base(base, settings.get("base_head", "wb97x_631gs"),
                                  list(settings.get("heads") or ["ccsdt_ccpvdz"]), correction)
     samples = training_samples(instantiate(cfg["data"], "data").build())
     fitted = samples is not None
@@ -94,7 +96,7 @@ def training_samples(data) -> list[Sample] | None:
     if isinstance(getattr(data, "train", None), list):
         return data.train
     if getattr(data, "manifest", None) is not None:
-        from data_pipelines.shards.reader import iter_samples
+        from foundation.data.shards.reader import iter_samples
 
         return list(iter_samples(data.manifest, data.config.train_split, data.config.on_error))
     return None
@@ -106,6 +108,7 @@ def run(pretrained: str | os.PathLike, overrides: Sequence[str] = (), quiet: boo
     named = [o for o in overrides if o.startswith("name=")][-1:]
     init, name, fitted = build_init_model(pretrained, passed + named)
     refit = [] if not fitted else ["trainer.refit_reference_energies=false"]  # done here, better
+    passed = [o for o in passed if not o.startswith("trainer.init_member=")]  # the composite is one network
     return train("delta", [*passed, *refit, f"name={name}", f"trainer.init_from={init}"], quiet=quiet)
 
 

@@ -8,8 +8,9 @@ ANI-1ccx are ensembles of 8; query by committee, Smith et al., J. Chem. Phys. 14
 
 Member k is the run `<out_dir>/<name>/member<k>` with `trainer.seed` = seed + k (and, for data
 with a split seed such as `data=extxyz`, `data.seed` = seed + k: each member holds out other
-molecules). `--from` gives one model for all members, or, repeated, one per member (e.g. the members of a
-pretrained ensemble). The ensemble is `<out_dir>/<name>/ensemble.safetensors`; the members' and
+molecules). `--from` gives one model for all members, or, repeated, one per member; an ensemble given once
+(e.g. `--from ani-1x`) gives member k its own member k (`trainer.init_member=k`), so the spread of
+the new ensemble still comes from independently trained networks. The ensemble is `<out_dir>/<name>/ensemble.safetensors`; the members' and
 the ensemble's validation errors are printed and written to `<out_dir>/<name>/ensemble.json`.
 """
 
@@ -39,7 +40,11 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
     passed = [o for o in overrides if not o.startswith(("name=", "out_dir="))]
     cfg = compose_dict(([f"recipe={recipe}"] if recipe else []) + list(overrides))
     folder = Path(cfg["out_dir"]).expanduser() / cfg["name"]
-    member_overrides = [_member_overrides(cfg, folder, k) for k in range(members)]
+    size = _ensemble_size(pretrained[0]) if len(pretrained) == 1 else None
+    if size is not None and members > size:
+        raise UserError(f"--members {members}: {pretrained[0]} has only {size} members")
+    member_overrides = [_member_overrides(cfg, folder, k) + ([f"trainer.init_member={k}"] if size else [])
+                        for k in range(members)]
     paths = []
     for k, extra in enumerate(member_overrides):
         source = str(pretrained[k % len(pretrained)]) if pretrained else None
@@ -52,6 +57,14 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
     write_json(folder / "ensemble.json", {"ensemble": str(path), "members": [str(p) for p in paths],
                                           "validation": metrics})
     return {"path": path, "members": paths, "metrics": metrics}
+
+
+def _ensemble_size(source: str | os.PathLike) -> int | None:
+    """Members of `source` when it is an ensemble (member k of the new one starts from its member k)."""
+    from foundation.hub.resolve import load_pretrained
+
+    members = getattr(load_pretrained(str(source), device="cpu"), "members", None)
+    return len(members) if members is not None else None
 
 
 def _member_overrides(cfg: dict, folder: Path, k: int) -> list[str]:

@@ -56,7 +56,8 @@ def _fill_from_data(model_config, data) -> nn.Module:
 def _model_from_init(trainer: TrainerConfig, data) -> tuple[nn.Module, list[str]]:
     from foundation.hub.resolve import load_pretrained  # a path, a run, or a registry name / URL
 
-    model = load_pretrained(trainer.init_from, device="cpu")
+    model = one_member(load_pretrained(trainer.init_from, device="cpu"), trainer.init_member,
+                       f"trainer.init_from={trainer.init_from}")
     _check_elements(model, data, f"trainer.init_from={trainer.init_from}")
     source = trainer.new_head_from or model.heads[0]
     if source not in model.heads:
@@ -70,6 +71,27 @@ def _model_from_init(trainer: TrainerConfig, data) -> tuple[nn.Module, list[str]
         elif trainer.refit_reference_energies or not _has_references(model, fid):
             to_fit.append(fid)
     return model, to_fit
+
+
+def one_member(model, k: int | None, where: str):
+    """The network one run trains: `model`, or member `k` of an ensemble (`where` names the model
+    in errors). An ensemble is never trained as one network: its mean would be fitted and its
+    members would stop disagreeing, so its spread would no longer mean anything. Each member is
+    its own run, from its own weights, with its own seed."""
+    members = getattr(model, "members", None)
+    if members is None:
+        if k is not None:
+            raise UserError(f"trainer.init_member={k}: {where} is not an ensemble")
+        return model
+    if k is None:
+        raise UserError(f"{where} is an ensemble of {len(members)} members: train each member as its own run "
+                        "(`foundation finetune`, or `python -m recipes.ensemble --from ...`), or start from "
+                        "one with trainer.init_member=K")
+    if not 0 <= k < len(members):
+        raise UserError(f"trainer.init_member={k}: {where} has members 0..{len(members) - 1}")
+    member = members[k]
+    member.default_head = getattr(model, "default_head", None) or getattr(member, "default_head", None)
+    return member
 
 
 def _check_elements(model, data, what: str) -> None:

@@ -46,6 +46,7 @@ class TrainerConfig:
     dtype: str = "float32"  # of the model weights; energies are always accumulated in float64
     freeze: list[str] = dataclasses.field(default_factory=list)  # parameter-name patterns, see freeze.py
     init_from: str | None = None  # a model to start from (weights only, a fresh run): not a resume
+    init_member: int | None = None  # init_from is an ensemble: start from this member (0-based)
     new_head_from: str | None = None  # head that initialises heads init_from lacks (default: its first)
     refit_reference_energies: bool = False  # refit heads that init_from already has references for
     early_stopping_patience: int = 0  # stop after this many validations without improvement; 0: off

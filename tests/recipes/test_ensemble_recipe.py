@@ -66,3 +66,37 @@ def test_an_ensemble_of_delta_models_shares_the_frozen_base(pretrained, tiny):
     assert not torch.equal(first["delta.networks.C.layers.0.weight"], second["delta.networks.C.layers.0.weight"])
     with pytest.raises(UserError, match="needs --from"):
         ensemble.run(2, "delta", [], [*tiny, "name=ensemble_delta_nobase"])
+
+
+@pytest.fixture(scope="module")
+def pretrained_ensemble(pretrained, runs_dir):
+    """Two members of one architecture with different weights, as a pretrained ensemble file."""
+    from foundation.hub.format import save_model
+
+    first, second = load_model(pretrained), load_model(pretrained)
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return save_model(EnsembleModel.from_members([first, second]), runs_dir / "pretrained_ensemble.safetensors")
+
+
+def test_an_ensemble_is_never_trained_as_one_network(pretrained_ensemble, tiny):
+    from recipes.common import train
+
+    with pytest.raises(UserError, match="is an ensemble of 2 members.*trainer.init_member"):
+        train("finetune", [*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}"], quiet=True)
+    with pytest.raises(UserError, match="has members 0..1"):
+        train("finetune", [*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}", "trainer.init_member=2"],
+              quiet=True)
+
+
+def test_fine_tuning_an_ensemble_trains_member_k_from_member_k(pretrained_ensemble, tiny):
+    out = ensemble.run(2, "finetune", [pretrained_ensemble], [*tiny, "name=ens_ft", "trainer.max_steps=20"], quiet=True)
+    start = load_model(pretrained_ensemble)
+    tuned = load_model(out["path"])
+    assert isinstance(tuned, EnsembleModel) and len(tuned.members) == 2 and CC in tuned.heads
+    for k in range(2):  # the recipe's frozen layer is the starting member's own, bit for bit
+        frozen = weights(out["members"][k])["networks.C.layers.2.weight"]
+        assert torch.equal(frozen, start.members[k].networks["C"].layers[2].weight.detach().to(frozen.dtype))
+    with pytest.raises(UserError, match="has only 2 members"):
+        ensemble.run(3, "finetune", [pretrained_ensemble], [*tiny, "name=ens_ft3"], quiet=True)

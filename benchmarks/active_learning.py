@@ -37,7 +37,7 @@ LABEL = {"spread": "active (ensemble spread + AEV diversity)", "random": "random
 def snapshot_data(work: Path) -> Path:
     """A verified copy of the embedded shards: the labeller keeps adding to (and rebuilding) them,
     and one experiment must see one dataset throughout."""
-    from data_pipelines.shards.manifest import verify_shards
+    from foundation.data.shards.manifest import verify_shards
     from foundation.data.embedded_data import EMBEDDED_DIR
     from foundation.errors import DataError
 

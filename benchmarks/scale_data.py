@@ -29,9 +29,9 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from data_pipelines.shards.manifest import write_manifest
-from data_pipelines.shards.record import MEMBER, VERSION, label_set
-from data_pipelines.shards.writer import ShardInfo
+from foundation.data.shards.manifest import write_manifest
+from foundation.data.shards.record import MEMBER, VERSION, label_set
+from foundation.data.shards.writer import ShardInfo
 from foundation.units import HARTREE_TO_EV
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"

@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from data_pipelines.shards.manifest import Manifest, load_manifest
-from data_pipelines.shards.reader import Reader, seed_from
+from foundation.data.shards.manifest import Manifest, load_manifest
+from foundation.data.shards.reader import Reader, seed_from
 from foundation.data.stream import ShardStream
 
 _TICK = os.sysconf("SC_CLK_TCK")

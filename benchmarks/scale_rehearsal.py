@@ -37,8 +37,8 @@ import numpy as np
 
 from benchmarks.common import machine, versions
 from benchmarks.scale_data import write_scale_shards
-from data_pipelines.shards.manifest import load_manifest, write_manifest
-from data_pipelines.shards.reader import iter_shard_records
+from foundation.data.shards.manifest import load_manifest, write_manifest
+from foundation.data.shards.reader import iter_shard_records
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

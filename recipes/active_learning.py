@@ -214,8 +214,8 @@ def _train_members(config, rd: Path, train_set: list[Sample], val: list[Sample],
 def _write_shards(folder: Path, train_set: list[Sample], val: list[Sample]) -> Path:
     """The round's training data (every label so far) and the validation set, as shards. Made
     once: a resumed member must train on the same bytes."""
-    from data_pipelines.shards.manifest import write_manifest
-    from data_pipelines.shards.writer import write_shards
+    from foundation.data.shards.manifest import write_manifest
+    from foundation.data.shards.writer import write_shards
 
     if (folder / "manifest.json").exists():
         return folder

@@ -32,8 +32,8 @@ def train(recipe: str | None, overrides: Sequence[str] = (), quiet: bool = False
 
 def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:
     """The embedded dataset's `split`, only structures labelled at `fidelity` if given."""
-    from data_pipelines.shards.manifest import load_manifest
-    from data_pipelines.shards.reader import iter_samples
+    from foundation.data.shards.manifest import load_manifest
+    from foundation.data.shards.reader import iter_samples
     from foundation.data.embedded_data import EMBEDDED_DIR
 
     samples = iter_samples(load_manifest(EMBEDDED_DIR), split)

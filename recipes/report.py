@@ -58,8 +58,8 @@ def learning_curve(pretrained: str, out_dir: Path, fractions=CURVE_FRACTIONS, se
                    overrides: list[str] | None = None) -> list[dict]:
     """Train scratch and fine-tuned models on growing random subsets of the CC training structures
     (written as real shard sets) and evaluate each on the held-out CC molecules."""
-    from data_pipelines.shards.manifest import write_manifest
-    from data_pipelines.shards.writer import write_shards
+    from foundation.data.shards.manifest import write_manifest
+    from foundation.data.shards.writer import write_shards
 
     train_cc = embedded_samples("train", CC)
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)

@@ -44,8 +44,8 @@ def read_structures(path: str | os.PathLike, split: str | None = None) -> list[S
 
 
 def _from_shards(path: Path, split: str | None) -> list[Sample]:
-    from data_pipelines.shards.manifest import load_manifest
-    from data_pipelines.shards.reader import iter_samples
+    from foundation.data.shards.manifest import load_manifest
+    from foundation.data.shards.reader import iter_samples
 
     manifest = load_manifest(path)
     splits = [split] if split else manifest.splits

@@ -8,9 +8,9 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from data_pipelines.shards.manifest import MANIFEST, write_manifest
-from data_pipelines.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from foundation.data.sample import Sample
+from foundation.data.shards.manifest import MANIFEST, write_manifest
+from foundation.data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from foundation.errors import DataError, UserError
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from data_pipelines.label.export import level_metadata, load_samples
-from data_pipelines.shards.manifest import write_manifest
-from data_pipelines.shards.writer import write_shards
+from foundation.data.shards.manifest import write_manifest
+from foundation.data.shards.writer import write_shards
 
 HERE = Path(__file__).parent
 LABELS = HERE / "labels"

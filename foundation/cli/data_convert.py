@@ -41,7 +41,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from data_pipelines.convert.common import parse_fractions
-    from data_pipelines.shards.manifest import load_manifest
+    from foundation.data.shards.manifest import load_manifest
     from foundation.errors import UserError
 
     fmt = args.format or ("ani-h5" if Path(args.input).suffix.lower() in _H5_SUFFIXES else "ase")

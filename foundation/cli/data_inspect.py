@@ -19,8 +19,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from data_pipelines.shards.manifest import load_manifest, verify_shards
-    from data_pipelines.shards.stats import label_statistics, plot_histograms
+    from foundation.data.shards.manifest import load_manifest, verify_shards
+    from foundation.data.shards.stats import label_statistics, plot_histograms
     from foundation.data.elements import symbol
 
     manifest = load_manifest(args.path)

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from data_pipelines.shards.manifest import Manifest, load_manifest, verify_shards
-from data_pipelines.shards.reader import ON_ERROR, iter_samples
 from foundation.data.batch import AtomsBatch
+from foundation.data.shards.manifest import Manifest, load_manifest, verify_shards
+from foundation.data.shards.reader import ON_ERROR, iter_samples
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
 

@@ -4,7 +4,7 @@ Per reader (one DataLoader worker of one rank) the pipeline is
 
     for each mix key (a fidelity, or all samples when there is no mixing), an endless record
     stream: epoch e → shards shuffled by (seed, e) identically on every rank → split by node,
-    then by worker (`data_pipelines.shards.reader`) → records routed to this key → shuffle buffer
+    then by worker (`foundation.data.shards.reader`) → records routed to this key → shuffle buffer
     → mixing: sample j is drawn from key k with probability ratio[k] → validated (a sample that
     cannot be trained on stops the stream, or with on_error="skip" is logged and counted)
     → `group_by_atoms` (at most `max_atoms` atoms per batch) → `collate` → AtomsBatch
@@ -35,12 +35,12 @@ import torch.distributed as dist
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from data_pipelines.shards.manifest import Manifest, load_manifest
-from data_pipelines.shards.reader import (Reader, check_on_error, checked_sample, epoch_records, iter_samples,
-                                          seed_from)
-from data_pipelines.shards.record import record_label_set
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
+from foundation.data.shards.manifest import Manifest, load_manifest
+from foundation.data.shards.reader import (Reader, check_on_error, checked_sample, epoch_records, iter_samples,
+                                          seed_from)
+from foundation.data.shards.record import record_label_set
 from foundation.errors import DataError, UserError
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ if str(REPO) not in sys.path:  # `benchmarks` is not an installed package; `pyte
 
 from benchmarks.scale_data import CC, DFT, _FREE_ATOM_EV, _K, write_scale_shards  # noqa: E402
 from benchmarks.scale_rehearsal import Settings, rehearse  # noqa: E402
-from data_pipelines.shards.manifest import load_manifest, verify_shards  # noqa: E402
-from data_pipelines.shards.reader import iter_samples  # noqa: E402
+from foundation.data.shards.manifest import load_manifest, verify_shards  # noqa: E402
+from foundation.data.shards.reader import iter_samples  # noqa: E402
 
 
 def test_fast_writer_shards_read_back_as_valid_self_consistent_samples(tmp_path):

@@ -14,12 +14,12 @@ import h5py
 import numpy as np
 import pytest
 
-from data_pipelines.shards.manifest import write_manifest
-from data_pipelines.shards.synthetic import DFT, synthetic_samples
-from data_pipelines.shards.writer import ShardWriter, write_shards
+from data_pipelines.synthetic import DFT, synthetic_samples
 from foundation.cli.main import main
 from foundation.data.ase_io import samples_to_atoms, write_extxyz
 from foundation.data.sample import Sample
+from foundation.data.shards.manifest import write_manifest
+from foundation.data.shards.writer import ShardWriter, write_shards
 from foundation.data.shards_module import ShardDataConfig
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
@@ -193,8 +193,8 @@ def test_converting_skips_and_counts_a_sample_that_cannot_be_trained_on(tmp_path
     from ase.build import molecule
 
     from data_pipelines.convert.ani_h5 import convert_ani_h5
-    from data_pipelines.shards.manifest import load_manifest
-    from data_pipelines.shards.reader import iter_samples
+    from foundation.data.shards.manifest import load_manifest
+    from foundation.data.shards.reader import iter_samples
 
     methane = molecule("CH4")
     coords = np.stack([methane.positions] * 3)

@@ -14,12 +14,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from data_pipelines.shards.reader import iter_shard_records
-from data_pipelines.shards.record import decode_record, encode_sample, record_to_sample
-from data_pipelines.shards.writer import write_shards
 from foundation.data.ase_io import read_samples, write_extxyz
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
+from foundation.data.shards.reader import iter_shard_records
+from foundation.data.shards.record import decode_record, encode_sample, record_to_sample
+from foundation.data.shards.writer import write_shards
 from foundation.errors import DataError
 
 FIDELITIES = ["ccsdt_ccpvdz", "dft_b", "wb97x_631gs"]

@@ -13,10 +13,10 @@ import threading
 import pytest
 import torch
 
-from data_pipelines.shards.manifest import write_manifest
-from data_pipelines.shards.synthetic import synthetic_samples
-from data_pipelines.shards.writer import write_shards
+from data_pipelines.synthetic import synthetic_samples
 from foundation.cli.main import main
+from foundation.data.shards.manifest import write_manifest
+from foundation.data.shards.writer import write_shards
 from foundation.data.stream import ShardStream
 from foundation.errors import UserError
 from foundation.train.checkpoint import list_checkpoints

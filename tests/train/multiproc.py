@@ -31,8 +31,8 @@ TINY = ["model.elements=[1,6,7,8]", "model.radial_num_shifts=8", "model.angular_
 
 def write_xyz(path: Path) -> Path:
     """The embedded data's DFT-labelled training structures as an extxyz file (eV, eV/Å)."""
-    from data_pipelines.shards.manifest import load_manifest
-    from data_pipelines.shards.reader import iter_samples
+    from foundation.data.shards.manifest import load_manifest
+    from foundation.data.shards.reader import iter_samples
     from foundation.data.ase_io import write_extxyz
 
     samples = [s for s in iter_samples(load_manifest(str(EMBEDDED)), "train", "raise") if FIDELITY in s.forces]

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_pipelines.shards.manifest import Manifest
-from data_pipelines.shards.reader import iter_samples
+from foundation.data.shards.manifest import Manifest
+from foundation.data.shards.reader import iter_samples
 
 RESERVOIR = 100_000
 

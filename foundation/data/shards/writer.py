@@ -18,8 +18,8 @@ from pathlib import Path
 
 import webdataset as wds
 
-from data_pipelines.shards.record import MEMBER, encode_sample, label_set
 from foundation.data.sample import Sample
+from foundation.data.shards.record import MEMBER, encode_sample, label_set
 from foundation.errors import UserError
 
 DEFAULT_SHARD_BYTES = 64 * 2**20

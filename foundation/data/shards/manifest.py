@@ -20,8 +20,8 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from data_pipelines.shards import location
-from data_pipelines.shards.writer import ShardInfo
+from foundation.data.shards import location
+from foundation.data.shards.writer import ShardInfo
 from foundation.errors import DataError
 
 MANIFEST = "manifest.json"

@@ -23,10 +23,10 @@ import numpy as np
 from webdataset.filters import reraise_exception
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from data_pipelines.shards import location
-from data_pipelines.shards.manifest import Manifest
-from data_pipelines.shards.record import MEMBER, decode_record, record_to_sample
 from foundation.data.sample import Sample
+from foundation.data.shards import location
+from foundation.data.shards.manifest import Manifest
+from foundation.data.shards.record import MEMBER, decode_record, record_to_sample
 from foundation.errors import DataError, UserError
 
 log = logging.getLogger(__name__)

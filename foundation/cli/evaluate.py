@@ -35,6 +35,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--forces-key", default=None, help="key of the reference forces (eV/Å)")
     parser.add_argument("--head", default=None, help="model head (fidelity) to evaluate (default: the model's default head)")
     parser.add_argument("--index", default=":", help="which structures, ASE syntax (default ':')")
+    parser.add_argument("--per-molecule", action="store_true",
+                        help="also print the errors of each molecule, worst first (molecules: the file's molecule key, else formulas)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the scores and per-structure predictions here")
     parser.add_argument("--batch-atoms", type=int, default=1024, help="atoms per batch (default 1024)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
@@ -62,6 +64,11 @@ def run(args) -> int:
     result = evaluate(model, samples, head=args.head, batch_atoms=args.batch_atoms)
     result.pop("fidelity")  # the name the labels were read under here, not the user's
     print(format_table(result, args.model, args.data))
+    if args.per_molecule:
+        from foundation.evaluation.per_molecule import format_per_molecule, per_molecule
+
+        result["per_molecule"] = per_molecule(result["structures"])
+        print(format_per_molecule(result["per_molecule"]))
     if args.json:
         record = {"model": str(args.model), "data": str(args.data), "energy_key": args.energy_key,
                   "forces_key": args.forces_key, "index": args.index, **result}

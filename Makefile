@@ -12,7 +12,7 @@ export MKL_NUM_THREADS ?= 1
 
 .PHONY: install demo test test-all bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python -m recipes.demo
+	$(BIN)/python -m foundation.recipes.demo
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

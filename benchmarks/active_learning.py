@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import RESULTS, machine, versions  # noqa: E402
-from recipes.common import CC, train, write_json  # noqa: E402
+from foundation.recipes.common import CC, train, write_json  # noqa: E402
 
 STRATEGIES = ("spread", "random")
 LABEL = {"spread": "active (ensemble spread + AEV diversity)", "random": "random"}
@@ -73,7 +73,7 @@ def pretrain(work: Path, data: Path, members: int, steps: int) -> list[str]:
 def run_loops(args, data: Path, init: list[str]) -> dict[str, list[list[dict]]]:
     """{strategy: [per-repeat round logs]}. The random run reuses the active run's round 0 (the
     same seed set and the same training: deterministic, so identical)."""
-    from recipes.active_learning import ActiveLearningConfig, run
+    from foundation.recipes.active_learning import ActiveLearningConfig, run
 
     logs: dict[str, list[list[dict]]] = {s: [] for s in STRATEGIES}
     for seed in range(args.repeats):
@@ -109,7 +109,7 @@ def diagnostics(args, logs: dict[str, list[list[dict]]]) -> dict:
     (their CC labels are known here, though the selector never saw them)."""
     from scipy.stats import spearmanr
 
-    from data_pipelines.active.pool import read_structures
+    from foundation.pipelines.active.pool import read_structures
 
     pool = {s.source: s for s in read_structures(args.work / f"{STRATEGIES[0]}-seed0" / "pool")}
     picks = {}

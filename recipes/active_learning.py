@@ -1,6 +1,6 @@
 """Active learning in one command: sample → select → label → add to the shards → fine-tune → repeat.
 
-    python -m recipes.active_learning --work-dir runs/al --init-from runs/pretrain/model.safetensors \\
+    python -m foundation.recipes.active_learning --work-dir runs/al --init-from runs/pretrain/model.safetensors \\
         --smiles molecules.smi --conformers 20 --heldout test_labels/ --rounds 4 --n-initial 20 --n-per-round 20
 
 Round 0 labels `n_initial` random candidates (every strategy starts from the same seed set). Each
@@ -29,13 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from data_pipelines.active.ledger import Ledger, once, write_json
-from data_pipelines.active.oracle import LookupOracle, PySCFOracle, labelled_samples
-from data_pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
-from data_pipelines.active.select import STRATEGIES, SelectConfig
 from foundation.data.sample import Sample
 from foundation.errors import UserError
-from recipes.common import train
+from foundation.pipelines.active.ledger import Ledger, once, write_json
+from foundation.pipelines.active.oracle import LookupOracle, PySCFOracle, labelled_samples
+from foundation.pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
+from foundation.pipelines.active.select import STRATEGIES, SelectConfig
+from foundation.recipes.common import train
 
 ORACLES = ("pyscf", "lookup")
 
@@ -175,7 +175,7 @@ def _candidates(config, rd: Path, r: int, pool, labelled: set[str]) -> list[Samp
 
 
 def _choose(config, ledger: Ledger, r: int, candidates: list[Sample], labelled: list[Sample]) -> dict:
-    from data_pipelines.active.pick import pick
+    from foundation.pipelines.active.pick import pick
 
     if r == 0:  # the seed set: random for every strategy, so strategies share it
         select = SelectConfig(n=config.n_initial, strategy="random", seed=config.seed)
@@ -224,7 +224,7 @@ def _write_shards(folder: Path, train_set: list[Sample], val: list[Sample]) -> P
     shards = write_shards(train_set, tmp, "train")
     if val:
         shards += write_shards(val, tmp, "val")
-    write_manifest(tmp, shards, command="python -m recipes.active_learning", extra={"name": folder.parent.name})
+    write_manifest(tmp, shards, command="python -m foundation.recipes.active_learning", extra={"name": folder.parent.name})
     tmp.rename(folder)
     return folder
 

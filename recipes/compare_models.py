@@ -2,7 +2,7 @@
 fine-tune on its CC data, for each model config; evaluate on the held-out CC molecules and record
 each one's training time.
 
-    python -m recipes.compare_models --out runs/compare [--steps 1500] [--model ani --model painn]
+    python -m foundation.recipes.compare_models --out runs/compare [--steps 1500] [--model ani --model painn]
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
-from recipes.report import write_report
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from foundation.recipes.report import write_report
 
 # What the fine-tune freezes, per architecture: the ANI-1ccx choice for ANI, the first interaction
 # block (the closest PaiNN has to "low-level features") for PaiNN.

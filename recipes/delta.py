@@ -1,7 +1,7 @@
 """Δ-learning recipe: a frozen DFT-pretrained model plus a small correction trained on CC − DFT
 (hydra_configs/recipe/delta.yaml has the settings; `model` there is the correction).
 
-    python -m recipes.delta --from runs/pretrain/model.safetensors name=delta [overrides…]
+    python -m foundation.recipes.delta --from runs/pretrain/model.safetensors name=delta [overrides…]
 
 Builds `foundation.models.delta.DeltaModel` from the pretrained model, saves it as
 `<out_dir>/<name>/delta_init.safetensors` with each target head's reference energies set to the
@@ -23,8 +23,8 @@ import torch
 
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
+from foundation.recipes.common import train
 from foundation.train.trainer import TrainResult
-from recipes.common import train
 
 INIT_NAME = "delta_init.safetensors"
 _SET_HERE = ("name=", "trainer.init_from=")  # decided by this module, not passed through twice
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args.pretrained, args.overrides)
     except UserError as e:
-        print(f"recipes.delta: error: {e}", file=sys.stderr)
+        print(f"foundation.recipes.delta: error: {e}", file=sys.stderr)
         return 2
     print(f"{result.status} at step {result.step}: {result.model_path}")
     return 0

@@ -4,7 +4,7 @@ molecules against the DFT model and a CC-from-scratch model, with the learning c
 the table. Everything lands in `runs/demo/` (report/report.md, parity.png, learning_curve.png,
 results.json).
 
-    python -m recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 3]
+    python -m foundation.recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 3]
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
-from recipes.report import learning_curve, write_report
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from foundation.recipes.report import learning_curve, write_report
 
 
 def stage(title: str) -> float:
@@ -25,7 +25,7 @@ def stage(title: str) -> float:
 
 
 def run(out: Path, fast: bool = False, curve: bool = True, members: int = 3) -> dict:
-    from recipes import delta, ensemble
+    from foundation.recipes import delta, ensemble
 
     base = [f"out_dir={out}", "logger.progress_bar=false"] + (["trainer.max_steps=300"] if fast else [])
     started = time.perf_counter()
@@ -51,7 +51,7 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 3) -> 
     stage("7/7 evaluate on the held-out CC molecules" + (" and train the learning curve" if curve else ""))
     results = evaluate_models(models, embedded_samples("test", CC), CC)
     rows = learning_curve(str(pretrained.model_path), out / "curve", overrides=base[2:]) if curve else None
-    report = write_report(results, out / "report", rows, notes=f"Made by `python -m recipes.demo` in "
+    report = write_report(results, out / "report", rows, notes=f"Made by `python -m foundation.recipes.demo` in "
                           f"{time.perf_counter() - started:.0f} s.")
     print()
     print(markdown_table(results))

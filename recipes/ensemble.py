@@ -2,9 +2,9 @@
 mean is the prediction and whose spread (`energy_std`) says how far to trust it (ANI-1x and
 ANI-1ccx are ensembles of 8; query by committee, Smith et al., J. Chem. Phys. 148, 241733, 2018).
 
-    python -m recipes.ensemble --members 4 --recipe finetune --from runs/pretrain/model.safetensors name=ens
-    python -m recipes.ensemble --members 4 --recipe scratch name=ens_scratch trainer.max_steps=500
-    python -m recipes.ensemble --members 4 --recipe delta --from PRETRAINED name=ens_delta
+    python -m foundation.recipes.ensemble --members 4 --recipe finetune --from runs/pretrain/model.safetensors name=ens
+    python -m foundation.recipes.ensemble --members 4 --recipe scratch name=ens_scratch trainer.max_steps=500
+    python -m foundation.recipes.ensemble --members 4 --recipe delta --from PRETRAINED name=ens_delta
 
 Member k is the run `<out_dir>/<name>/member<k>` with `trainer.seed` = seed + k (and, for data
 with a split seed such as `data=extxyz`, `data.seed` = seed + k: each member holds out other
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from foundation.errors import UserError
-from recipes.common import markdown_table, train, write_json
+from foundation.recipes.common import markdown_table, train, write_json
 
 ENSEMBLE_NAME = "ensemble.safetensors"
 
@@ -76,7 +76,7 @@ def _member_overrides(cfg: dict, folder: Path, k: int) -> list[str]:
 
 def _train_member(recipe: str | None, source: str | None, overrides: list[str], quiet: bool):
     if recipe == "delta":
-        from recipes import delta
+        from foundation.recipes import delta
 
         if source is None:
             raise UserError("--recipe delta needs --from: the pretrained model the corrections sit on")
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = run(args.members, args.recipe, args.pretrained, args.overrides)
     except UserError as e:
-        print(f"recipes.ensemble: error: {e}", file=sys.stderr)
+        print(f"foundation.recipes.ensemble: error: {e}", file=sys.stderr)
         return 2
     metrics = out["metrics"]
     columns = [(k, k.removeprefix("val/") + (" (eV)" if "energy" in k else " (eV/Å)" if "forces" in k else ""))

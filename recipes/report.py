@@ -2,7 +2,7 @@
 learning curve (CC error against the number of CC training structures, scratch vs transfer), and
 a Markdown report in the run folder.
 
-    python -m recipes.report --model dft=runs/demo/pretrain --model finetune=runs/demo/finetune \\
+    python -m foundation.recipes.report --model dft=runs/demo/pretrain --model finetune=runs/demo/finetune \\
         --out runs/demo/report [--learning-curve runs/demo/pretrain/model.safetensors]
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train, write_atomic, write_json
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train, write_atomic, write_json
 
 CURVE_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
 
@@ -71,7 +71,7 @@ def learning_curve(pretrained: str, out_dir: Path, fractions=CURVE_FRACTIONS, se
         if not (data_dir / "manifest.json").exists():
             shards = write_shards([train_cc[i] for i in sorted(order[:n])], data_dir, "train", max_samples_per_shard=50)
             shards += write_shards(val, data_dir, "val") + write_shards(test, data_dir, "test")
-            write_manifest(data_dir, shards, command=f"recipes.report learning curve, {n} CC structures, seed {seed}")
+            write_manifest(data_dir, shards, command=f"foundation.recipes.report learning curve, {n} CC structures, seed {seed}")
         common = ["data=shards", f"data.path={data_dir}", f"data.fidelities=[{CC}]", f"out_dir={out_dir}",
                   "logger.progress_bar=false", *(overrides or [])]
         models = {

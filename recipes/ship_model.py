@@ -1,7 +1,7 @@
 """Make the shipped model `ani-cc-mini`: pretrain on the embedded DFT data, transfer to the
 embedded CC data, and install the result in the package with its sha256 in the registry.
 
-    python -m recipes.ship_model [--recipe finetune] [--out runs/ship]
+    python -m foundation.recipes.ship_model [--recipe finetune] [--out runs/ship]
 
 The file and its registry entry are replaced atomically; `foundation hub info ani-cc-mini`
 shows the header (training command, data manifest hash, metrics)."""
@@ -16,11 +16,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import foundation.hub
 from foundation.hub.cache import file_sha256
-from recipes.common import train, write_atomic
+from foundation.recipes.common import train, write_atomic
 
 NAME = "ani-cc-mini"
-HUB = Path(__file__).resolve().parents[1] / "foundation" / "hub"
+HUB = Path(foundation.hub.__file__).parent  # the source tree in an editable install
 
 
 def install(model_path: Path, name: str = NAME, hub: Path = HUB) -> dict:

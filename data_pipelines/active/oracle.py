@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.active.ledger import write_atomic
-from data_pipelines.label.levels import get_level
-from data_pipelines.label.store import LabelStore, read_records
 from foundation.data.sample import Sample
 from foundation.errors import DataError
+from foundation.pipelines.active.ledger import write_atomic
+from foundation.pipelines.label.levels import get_level
+from foundation.pipelines.label.store import LabelStore, read_records
 
 
 def _write_structures(work_dir: Path, samples: Sequence[Sample], fidelity: str) -> None:
@@ -56,14 +56,14 @@ def labelled_samples(work_dir: Path, fidelity: str) -> tuple[list[Sample], dict]
 
 
 class PySCFOracle:
-    """Labels at `fidelity` (a level in `data_pipelines.label.levels`) computed with PySCF."""
+    """Labels at `fidelity` (a level in `foundation.pipelines.label.levels`) computed with PySCF."""
 
     def __init__(self, fidelity: str, workers: int = 1):
         self.fidelity = get_level(fidelity).fidelity
         self.workers = workers
 
     def label(self, samples: Sequence[Sample], work_dir: str | Path) -> tuple[list[Sample], dict]:
-        from data_pipelines.label.run import run_labelling
+        from foundation.pipelines.label.run import run_labelling
 
         work_dir = Path(work_dir)
         _write_structures(work_dir, samples, self.fidelity)

@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from data_pipelines.active.features import elements_of, structure_features
-from data_pipelines.active.scores import Scores, ensemble_scores
-from data_pipelines.active.select import SelectConfig, Selection, select
 from foundation.data.sample import Sample
+from foundation.pipelines.active.features import elements_of, structure_features
+from foundation.pipelines.active.scores import Scores, ensemble_scores
+from foundation.pipelines.active.select import SelectConfig, Selection, select
 
 
 @dataclasses.dataclass

@@ -55,7 +55,7 @@ def _from_shards(path: Path, split: str | None) -> list[Sample]:
 
 
 def _from_labeller(path: Path, split: str | None) -> list[Sample]:
-    from data_pipelines.label.store import read_records
+    from foundation.pipelines.label.store import read_records
 
     labels: dict[str, dict] = {}
     for r in read_records(path / "labels.jsonl"):
@@ -101,7 +101,7 @@ def unique_sources(samples: list[Sample]) -> list[Sample]:
 def conformer_pool(smiles: Sequence[tuple[str, str]], n: int, seed: int = 0) -> list[Sample]:
     """`n` conformers of each (SMILES, name), as the labeller samples them; sources
     `<name>/s<seed>/<k>`."""
-    from data_pipelines.label.conformers import sample_conformers
+    from foundation.pipelines.label.conformers import sample_conformers
 
     out = []
     for smi, name in smiles:
@@ -195,7 +195,7 @@ def save_labelled(folder: str | os.PathLike, samples: Sequence[Sample]) -> Path:
     ids = sources), which `read_structures` reads back: a frozen copy of a pool or test set that a
     growing source cannot change under a running experiment. structures.jsonl goes last: it marks
     the copy complete."""
-    from data_pipelines.active.ledger import write_atomic
+    from foundation.pipelines.active.ledger import write_atomic
 
     folder = Path(folder)
     records = [{"id": s.source, "fidelity": fid, "status": "ok", "energy": e,

@@ -1,6 +1,6 @@
 """Write `molecules.json`: the new CC molecules, their functional-group families and splits.
 
-Enumerated (data_pipelines.chemistry.enumerate), minus every molecule the embedded set already has
+Enumerated (foundation.pipelines.chemistry.enumerate), minus every molecule the embedded set already has
 CC labels for or holds out (its val/test molecules stay out of training), then chosen by the
 cost-aware family cover. Every 8th chosen molecule goes to validation and every 8th (offset 4) to
 test, so the new families are also measured on molecules no model trained on.
@@ -41,7 +41,7 @@ def build(n: int = N_MOLECULES) -> dict:
     chosen = choose(pool, n)
     return {
         "description": "New CCSD(T) molecules covering the functional-group families (python -m "
-                       "data_pipelines.cc_set.molecules); the order is the order of choice.",
+                       "foundation.pipelines.cc_set.molecules); the order is the order of choice.",
         "candidates": len(pool),
         "coverage": coverage(chosen),
         "molecules": [{"name": c.smiles, "smiles": c.smiles, "families": list(c.families), "heavy_atoms": c.heavy,

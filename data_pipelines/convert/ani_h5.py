@@ -24,9 +24,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from data_pipelines.convert.common import SplitWriters, check_out_dir, check_fractions
 from foundation.data.sample import Sample
 from foundation.errors import DataError, UserError
+from foundation.pipelines.convert.common import SplitWriters, check_out_dir, check_fractions
 from foundation.units import HARTREE_TO_EV
 
 DEFAULT_KEY_MAP = {

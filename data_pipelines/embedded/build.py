@@ -1,7 +1,7 @@
 """Build the embedded dataset's shards from the labeller's output.
 
     foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels --workers 2
-    python -m data_pipelines.embedded.build
+    python -m foundation.pipelines.embedded.build
 
 The first command labels (hours of CPU, resumable: re-run it to continue); the second turns every
 successful label into webdataset shards + manifest.json in `foundation/data/embedded/`, where
@@ -15,16 +15,16 @@ import shutil
 import sys
 from pathlib import Path
 
-from data_pipelines.label.export import level_metadata, load_samples
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
+from foundation.pipelines.label.export import level_metadata, load_samples
 
 HERE = Path(__file__).parent
 LABELS = HERE / "labels"
 OUT = HERE.parent.parent / "foundation" / "data" / "embedded"
 SAMPLES_PER_SHARD = 100  # several shards per split, so ranks x workers each get their own
 COMMAND = ("foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels "
-           "--workers 2 && python -m data_pipelines.embedded.build")
+           "--workers 2 && python -m foundation.pipelines.embedded.build")
 
 
 def build(labels: Path = LABELS, out: Path = OUT) -> dict:

@@ -7,8 +7,8 @@ import collections
 import json
 from pathlib import Path
 
-from data_pipelines.label.store import read_records
 from foundation.data.sample import Sample
+from foundation.pipelines.label.store import read_records
 
 
 def load_samples(label_dir: str | Path) -> tuple[dict[str, list[Sample]], dict]:

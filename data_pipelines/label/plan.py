@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.label.conformers import sample_conformers
-from data_pipelines.label.levels import get_level
 from foundation.errors import UserError
+from foundation.pipelines.label.conformers import sample_conformers
+from foundation.pipelines.label.levels import get_level
 
 
 @dataclasses.dataclass

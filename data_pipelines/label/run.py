@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data_pipelines.label.levels import get_level
-from data_pipelines.label.plan import Structure, expand
-from data_pipelines.label.store import LabelStore
 from foundation.atomic import write_text_atomic as _write_atomic
+from foundation.pipelines.label.levels import get_level
+from foundation.pipelines.label.plan import Structure, expand
+from foundation.pipelines.label.store import LabelStore
 
 
 def _init_worker() -> None:

@@ -40,7 +40,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from data_pipelines.convert.common import parse_fractions
+    from foundation.pipelines.convert.common import parse_fractions
     from foundation.data.shards.manifest import load_manifest
     from foundation.errors import UserError
 
@@ -49,7 +49,7 @@ def run(args) -> int:
     max_bytes = int(args.shard_size_mb * 2**20)
     command = _command(args, fmt)
     if fmt == "ani-h5":
-        from data_pipelines.convert import ani_h5
+        from foundation.pipelines.convert import ani_h5
 
         if any((args.energy_key, args.forces_key, args.fidelity, args.method, args.basis, args.program)):
             raise UserError("--energy-key/--forces-key/--fidelity/--method/--basis/--program are for "
@@ -60,7 +60,7 @@ def run(args) -> int:
             path = ani_h5.convert_ani_h5(args.input, args.out_dir, key_map, fractions, args.seed, max_bytes,
                                          command=command, progress=bar.update)
     else:
-        from data_pipelines.convert.ase_files import convert_ase
+        from foundation.pipelines.convert.ase_files import convert_ase
 
         if args.key_map:
             raise UserError("--key-map is for --format ani-h5; for ASE files use --energy-key/--forces-key")

@@ -25,8 +25,8 @@ def add_parser(actions) -> None:
 
 
 def run(args) -> int:
-    from data_pipelines.label.plan import load_plan, plan_from_smiles
-    from data_pipelines.label.run import run_labelling
+    from foundation.pipelines.label.plan import load_plan, plan_from_smiles
+    from foundation.pipelines.label.run import run_labelling
 
     out = Path(args.out)
     levels = [s for s in args.levels.split(",") if s]
@@ -58,7 +58,7 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
 
     import ase.io
 
-    from data_pipelines.label.run import _write_atomic
+    from foundation.pipelines.label.run import _write_atomic
 
     if (out / "structures.jsonl").exists():
         return

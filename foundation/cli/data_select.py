@@ -50,9 +50,9 @@ def add_parser(actions) -> None:
 
 
 def run(args) -> int:
-    from data_pipelines.active.pick import pick
-    from data_pipelines.active.pool import conformer_pool, read_structures, write_structures
-    from data_pipelines.active.select import SelectConfig
+    from foundation.pipelines.active.pick import pick
+    from foundation.pipelines.active.pool import conformer_pool, read_structures, write_structures
+    from foundation.pipelines.active.select import SelectConfig
 
     config = SelectConfig(n=args.n, strategy=args.strategy, diversity=args.diversity,
                           force_weight=args.force_weight, seed=args.seed)
@@ -66,7 +66,7 @@ def run(args) -> int:
     if args.md_steps:
         if model is None:
             raise UserError("--md-steps needs --model: the MD runs with it")
-        from data_pipelines.active.pool import md_pool
+        from foundation.pipelines.active.pool import md_pool
 
         pool = md_pool(model, pool, args.md_steps, args.md_interval, args.md_temperature, seed=args.seed,
                        head=args.head)
@@ -117,6 +117,6 @@ def _read_smiles(path: str) -> list[tuple[str, str]]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    from data_pipelines.active.ledger import write_json
+    from foundation.pipelines.active.ledger import write_json
 
     write_json(path, data)

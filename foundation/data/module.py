@@ -1,5 +1,5 @@
 """What the trainer needs from any data source, whatever its format (files in memory, streamed
-shards): the contract between `foundation.data`/`data_pipelines` and `foundation.train`.
+shards): the contract between `foundation.data`/`foundation.pipelines` and `foundation.train`.
 
 A data config (a dataclass named in `hydra_configs/data/*.yaml` by `_target_`) has `build()`,
 which returns a `DataModule`.

@@ -85,7 +85,7 @@ def one_member(model, k: int | None, where: str):
         return model
     if k is None:
         raise UserError(f"{where} is an ensemble of {len(members)} members: train each member as its own run "
-                        "(`foundation finetune`, or `python -m recipes.ensemble --from ...`), or start from "
+                        "(`foundation finetune`, or `python -m foundation.recipes.ensemble --from ...`), or start from "
                         "one with trainer.init_member=K")
     if not 0 <= k < len(members):
         raise UserError(f"trainer.init_member={k}: {where} has members 0..{len(members) - 1}")

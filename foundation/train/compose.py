@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +25,13 @@ _GROUPS = ("model", "data", "trainer", "logger", "distributed", "recipe", "exper
 
 
 def config_dir() -> Path:
-    """`$FOUNDATION_HYDRA_CONFIGS`, else the repository's `hydra_configs/` next to the package."""
+    """`$FOUNDATION_HYDRA_CONFIGS`, else the tree installed with the package, `foundation.configs`
+    (the repository's `hydra_configs/`, mapped by setup.py), found from any folder."""
     if os.environ.get(CONFIG_ENV):
         path = Path(os.environ[CONFIG_ENV]).expanduser()
     else:
-        path = Path(__file__).resolve().parents[2] / "hydra_configs"
+        # A regular package installed as files (wheel or editable), so files() is a real folder.
+        path = Path(str(resources.files("foundation.configs")))
     if not (path / f"{PRIMARY}.yaml").is_file():
         raise UserError(f"{path}: no {PRIMARY}.yaml here; set {CONFIG_ENV} to a hydra_configs directory")
     return path
@@ -93,7 +96,7 @@ def instantiate(node: dict | None, where: str, default: type | None = None):
 
 def _import(target: str, where: str):
     module, _, name = str(target).rpartition(".")
-    if not module.startswith("foundation.") and not module.startswith("data_pipelines."):
+    if not module.startswith("foundation."):
         raise UserError(f"{where}._target_={target!r}: only Foundation's own configs may be named")
     try:
         return getattr(importlib.import_module(module), name)

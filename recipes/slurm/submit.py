@@ -1,6 +1,6 @@
 """Submit `foundation train` to SLURM with submitit (pip install 'foundation-mlip[slurm]'):
 
-    python -m recipes.slurm.submit --nodes 2 --partition gpu -- \\
+    python -m foundation.recipes.slurm.submit --nodes 2 --partition gpu -- \\
         distributed=ddp data=shards data.path=/shared/shards/ani1x name=ani1x_pretrain
 
 Resources come from hydra_configs/launcher/submitit_slurm.yaml (the schema of Hydra's submitit
@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from importlib import resources
 from pathlib import Path
 
-LAUNCHER = Path(__file__).resolve().parents[2] / "hydra_configs" / "launcher" / "submitit_slurm.yaml"
+# The config tree installed with the package (the repository's hydra_configs/).
+LAUNCHER = Path(str(resources.files("foundation.configs") / "launcher" / "submitit_slurm.yaml"))
 # Keys of the Hydra plugin's config that submitit's AutoExecutor takes (as slurm_<key>), and the
 # ones it names differently.
 _RENAMED = {"timeout_min": "timeout_min", "nodes": "nodes", "tasks_per_node": "tasks_per_node",
@@ -65,7 +67,7 @@ def load_settings(path: Path = LAUNCHER) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     usage="python -m recipes.slurm.submit [options] -- OVERRIDES ...")
+                                     usage="python -m foundation.recipes.slurm.submit [options] -- OVERRIDES ...")
     parser.add_argument("--config", type=Path, default=LAUNCHER, help="launcher YAML (Hydra submitit schema)")
     parser.add_argument("--folder", default="runs/.submitit/%j", help="submitit's logs and pickles")
     for key in ("nodes", "tasks_per_node", "gpus_per_node", "cpus_per_task", "timeout_min"):
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import submitit
     except ImportError:
-        print("recipes.slurm.submit needs submitit: pip install 'foundation-mlip[slurm]'", file=sys.stderr)
+        print("foundation.recipes.slurm.submit needs submitit: pip install 'foundation-mlip[slurm]'", file=sys.stderr)
         return 2
     settings = load_settings(args.config) | {k: v for k, v in vars(args).items()
                                              if k not in ("config", "folder") and v is not None}

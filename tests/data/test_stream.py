@@ -9,7 +9,6 @@ from collections import Counter
 import pytest
 import torch
 
-from data_pipelines.synthetic import CC, DFT, synthetic_samples
 from foundation.data.module import BatchStream, DataModule
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import Reader, epoch_records
@@ -17,6 +16,7 @@ from foundation.data.shards.writer import write_shards
 from foundation.data.shards_module import ShardDataConfig
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
+from foundation.pipelines.synthetic import CC, DFT, synthetic_samples
 
 
 @pytest.fixture(scope="module")

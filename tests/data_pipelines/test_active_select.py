@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from data_pipelines.active.features import structure_features
-from data_pipelines.active.pick import pick
-from data_pipelines.active.scores import ensemble_scores
-from data_pipelines.active.select import SelectConfig, select
 from foundation.data.batch import collate
 from foundation.errors import UserError
 from foundation.models import ANIConfig
 from foundation.models.ensemble import EnsembleModel
+from foundation.pipelines.active.features import structure_features
+from foundation.pipelines.active.pick import pick
+from foundation.pipelines.active.scores import ensemble_scores
+from foundation.pipelines.active.select import SelectConfig, select
 from tests.conftest import make_molecule_samples
 
 KNOWN = ["CH4", "H2O", "NH3", "C2H6", "CH3OH"]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data_pipelines.cc_set.molecules import excluded, split_of
-from data_pipelines.cc_set.select import interleave, picks, round_robin
-from data_pipelines.chemistry.enumerate import canonical
-from data_pipelines.chemistry.families import FAMILIES
+from foundation.pipelines.cc_set.molecules import excluded, split_of
+from foundation.pipelines.cc_set.select import interleave, picks, round_robin
+from foundation.pipelines.chemistry.enumerate import canonical
+from foundation.pipelines.chemistry.families import FAMILIES
 
 CC_SET = Path(__file__).parents[2] / "data_pipelines" / "cc_set"
 

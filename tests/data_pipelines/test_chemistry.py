@@ -3,9 +3,9 @@
 import pytest
 from rdkit import Chem
 
-from data_pipelines.chemistry.cover import candidate, choose, coverage
-from data_pipelines.chemistry.enumerate import canonical, enumerate_molecules
-from data_pipelines.chemistry.families import FAMILIES, families_of
+from foundation.pipelines.chemistry.cover import candidate, choose, coverage
+from foundation.pipelines.chemistry.enumerate import canonical, enumerate_molecules
+from foundation.pipelines.chemistry.families import FAMILIES, families_of
 
 EXAMPLES = {
     "alcohol": "CCO", "ether": "COC", "aldehyde": "CC=O", "ketone": "CC(C)=O", "acid": "CC(=O)O",

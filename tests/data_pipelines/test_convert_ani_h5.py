@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from data_pipelines.convert.ani_h5 import assign_groups, convert_ani_h5, parse_key_map
 from foundation.data.shards.manifest import load_manifest
 from foundation.data.shards.reader import iter_samples
 from foundation.data.stream import ShardStream
 from foundation.errors import DataError, UserError
+from foundation.pipelines.convert.ani_h5 import assign_groups, convert_ani_h5, parse_key_map
 from foundation.units import HARTREE_TO_EV
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from ase.build import molecule
 
-from data_pipelines.convert.ase_files import convert_ase
 from foundation.cli.main import main
 from foundation.data.ase_io import write_extxyz
 from foundation.data.sample import Sample
 from foundation.data.shards.manifest import load_manifest
 from foundation.data.shards.reader import iter_samples
 from foundation.data.stream import ShardStream
+from foundation.pipelines.convert.ase_files import convert_ase
 
 MOLECULES = ["CH4", "H2O", "NH3", "C2H6", "CH3OH", "HCN", "C2H2", "H2CO", "CH3CH2OH", "N2H4"]
 

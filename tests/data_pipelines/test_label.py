@@ -10,11 +10,11 @@ import time
 import numpy as np
 import pytest
 
-from data_pipelines.label.conformers import bonds, sample_conformers
-from data_pipelines.label.export import load_samples
-from data_pipelines.label.levels import LEVELS, ccsdt_ccpvdz, wb97x_631gs
-from data_pipelines.label.run import run_labelling
-from data_pipelines.label.store import LabelStore, read_records
+from foundation.pipelines.label.conformers import bonds, sample_conformers
+from foundation.pipelines.label.export import load_samples
+from foundation.pipelines.label.levels import LEVELS, ccsdt_ccpvdz, wb97x_631gs
+from foundation.pipelines.label.run import run_labelling
+from foundation.pipelines.label.store import LabelStore, read_records
 from foundation.units import HARTREE_TO_EV
 
 WATER = (np.array([8, 1, 1]), np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.469], [0.0, -0.757, -0.469]]))

@@ -7,12 +7,12 @@ import tarfile
 import numpy as np
 import pytest
 
-from data_pipelines.synthetic import CC, DFT, synthetic_samples
 from foundation.data.sample import Sample
 from foundation.data.shards.manifest import load_manifest, verify_shards, write_manifest
 from foundation.data.shards.reader import iter_samples
 from foundation.data.shards.writer import write_shards
 from foundation.errors import DataError
+from foundation.pipelines.synthetic import CC, DFT, synthetic_samples
 
 LEVELS = {DFT: {"method": "wB97X", "basis": "6-31G*", "program": "pyscf"}}
 

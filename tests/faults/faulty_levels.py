@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 
-from data_pipelines.label.levels import Label, Level
+from foundation.pipelines.label.levels import Label, Level
 from foundation.units import HARTREE_TO_EV
 
 

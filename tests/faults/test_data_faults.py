@@ -14,7 +14,6 @@ import h5py
 import numpy as np
 import pytest
 
-from data_pipelines.synthetic import DFT, synthetic_samples
 from foundation.cli.main import main
 from foundation.data.ase_io import samples_to_atoms, write_extxyz
 from foundation.data.sample import Sample
@@ -23,6 +22,7 @@ from foundation.data.shards.writer import ShardWriter, write_shards
 from foundation.data.shards_module import ShardDataConfig
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
+from foundation.pipelines.synthetic import DFT, synthetic_samples
 from foundation.train.trainer import Trainer
 
 from .conftest import FIDELITY, file_data, metric_rows
@@ -192,7 +192,7 @@ def test_a_shard_whose_sha256_differs_from_the_manifest_is_refused_by_verify(tmp
 def test_converting_skips_and_counts_a_sample_that_cannot_be_trained_on(tmp_path, caplog):
     from ase.build import molecule
 
-    from data_pipelines.convert.ani_h5 import convert_ani_h5
+    from foundation.pipelines.convert.ani_h5 import convert_ani_h5
     from foundation.data.shards.manifest import load_manifest
     from foundation.data.shards.reader import iter_samples
 

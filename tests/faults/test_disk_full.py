@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from data_pipelines.synthetic import synthetic_samples
 from foundation.cli.main import main
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.hub.format import read_header, save_model
 from foundation.models import build_model
+from foundation.pipelines.synthetic import synthetic_samples
 from foundation.train.checkpoint import list_checkpoints, read_checkpoint
 
 from .conftest import TINY_MODEL, cli_overrides

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from data_pipelines.label.export import load_samples
-from data_pipelines.label.levels import PLUGINS_ENV
-from data_pipelines.label.run import run_labelling
-from data_pipelines.label.store import read_records
+from foundation.pipelines.label.export import load_samples
+from foundation.pipelines.label.levels import PLUGINS_ENV
+from foundation.pipelines.label.run import run_labelling
+from foundation.pipelines.label.store import read_records
 
 
 @pytest.fixture(autouse=True)

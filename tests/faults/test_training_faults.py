@@ -13,12 +13,12 @@ import threading
 import pytest
 import torch
 
-from data_pipelines.synthetic import synthetic_samples
 from foundation.cli.main import main
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.data.stream import ShardStream
 from foundation.errors import UserError
+from foundation.pipelines.synthetic import synthetic_samples
 from foundation.train.checkpoint import list_checkpoints
 from foundation.train.trainer import Trainer
 

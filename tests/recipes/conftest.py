@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes.common import train
+from foundation.recipes.common import train
 
 TINY = ["experiment=smoke", "logger.progress_bar=false", "trainer.device=cpu", "trainer.ckpt_every=1000",
         "trainer.val_every=1000"]

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipelines.active.ledger import Ledger
-from data_pipelines.active.pool import save_labelled
-from data_pipelines.label.levels import get_level
-from data_pipelines.label.store import read_records
 from foundation.data.sample import Sample
 from foundation.errors import UserError
-from recipes.active_learning import ActiveLearningConfig, main
+from foundation.pipelines.active.ledger import Ledger
+from foundation.pipelines.active.pool import save_labelled
+from foundation.pipelines.label.levels import get_level
+from foundation.pipelines.label.store import read_records
+from foundation.recipes.active_learning import ActiveLearningConfig, main
 
 REPO = Path(__file__).resolve().parents[2]
 CC = "ccsdt_ccpvdz"
@@ -62,7 +62,7 @@ def test_loop_killed_after_a_round_resumes_without_relabelling(tmp_path):
     args = _setup(tmp_path)
     rounds = tmp_path / "al" / "rounds"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "recipes.active_learning", *args], cwd=REPO, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "foundation.recipes.active_learning", *args], cwd=REPO, env=env,
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not (rounds / "round-000" / "round.json").exists():

@@ -9,8 +9,8 @@ from foundation.data.batch import collate
 from foundation.hub.format import read_header
 from foundation.hub.load import load_model
 from foundation.models.delta import DeltaModel
-from recipes import delta
-from recipes.common import CC, DFT, embedded_samples
+from foundation.recipes import delta
+from foundation.recipes.common import CC, DFT, embedded_samples
 
 
 def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny, runs_dir):

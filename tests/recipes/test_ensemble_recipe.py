@@ -13,8 +13,8 @@ from foundation.errors import UserError
 from foundation.hub.load import load_model
 from foundation.models.delta import DeltaModel
 from foundation.models.ensemble import EnsembleModel
-from recipes import ensemble
-from recipes.common import CC, embedded_samples
+from foundation.recipes import ensemble
+from foundation.recipes.common import CC, embedded_samples
 
 
 def per_atom_spread(model, samples) -> float:
@@ -81,7 +81,7 @@ def pretrained_ensemble(pretrained, runs_dir):
 
 
 def test_an_ensemble_is_never_trained_as_one_network(pretrained_ensemble, tiny):
-    from recipes.common import train
+    from foundation.recipes.common import train
 
     with pytest.raises(UserError, match="is an ensemble of 2 members.*trainer.init_member"):
         train("finetune", [*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}"], quiet=True)

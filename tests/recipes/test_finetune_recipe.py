@@ -5,7 +5,7 @@ import fnmatch
 import torch
 from safetensors.torch import load_file as weights  # the tensors exactly as stored
 
-from recipes.common import CC, train
+from foundation.recipes.common import CC, train
 
 
 def test_frozen_layers_stay_bit_identical(pretrained, tiny):

@@ -6,7 +6,7 @@ import torch
 
 from foundation.data.batch import collate
 from foundation.hub.load import load_model
-from recipes.common import CC, DFT, embedded_samples, train
+from foundation.recipes.common import CC, DFT, embedded_samples, train
 
 STEPS = ["trainer.max_steps=40", "trainer.lr=1e-3"]
 

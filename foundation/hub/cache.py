@@ -1,7 +1,7 @@
 """Where downloaded models live, and how a download is named there.
 
-The cache directory is `$FOUNDATION_CACHE`, else `$XDG_CACHE_HOME/foundation`, else
-`~/.cache/foundation`. A file whose sha256 is known is stored by content
+The cache directory is `foundation.paths.cache_dir()` ($FOUNDATION_CACHE, else
+$XDG_CACHE_HOME/foundation, else ~/.cache/foundation). A file whose sha256 is known is stored by content
 (`models/<sha256[:16]>/<name>`): two URLs serving the same bytes share it, and a registry entry whose
 hash changes gets a fresh file. A file known only by its URL is stored under a hash of the URL
 (`urls/<sha256(url)[:16]>/<name>`). Names are reduced to a safe basename, so nothing a server or a
@@ -16,18 +16,10 @@ import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from foundation.paths import cache_dir
+
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _CHUNK = 1 << 20
-
-
-def cache_dir() -> Path:
-    """The root of the cache (not created here)."""
-    explicit = os.environ.get("FOUNDATION_CACHE")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "foundation"
 
 
 def is_offline() -> bool:

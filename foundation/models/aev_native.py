@@ -14,7 +14,7 @@ does not go through compiled graphs, and compiling each pass alone was slower th
 
 The model's constants (sizes, eta, zeta, cutoffs) are compiled in, so every loop has a fixed trip
 count. A library is cached per constants, dtype, compiler and CPU under
-`foundation.hub.cache.cache_dir()/kernels` (~1 s to build). Where no compiler works, or with
+`foundation.paths.cache_dir()/kernels` (~1 s to build). Where no compiler works, or with
 FOUNDATION_NATIVE_KERNELS=0, `kernels()` returns None and the AEV runs on torch operations.
 """
 
@@ -29,6 +29,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,9 +37,11 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from foundation.paths import cache_dir
+
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).parent / "csrc" / "aev_terms.c"
+SOURCE = resources.files("foundation.models") / "csrc" / "aev_terms.c"  # package data
 _BASE = ["-O3", "-fPIC", "-shared", "-std=c99"]
 # Fastest first: vector math (glibc libmvec) for exp/cos/sin/pow; then without; then plain.
 _FLAG_SETS = (["-march=native", "-ffast-math", "-fopenmp-simd", "-lmvec", "-lm"],
@@ -216,8 +219,6 @@ def _load(path: Path) -> ctypes.CDLL:
 
 
 def _cache_dir() -> Path:
-    from foundation.hub.cache import cache_dir
-
     return cache_dir() / "kernels"
 
 

@@ -58,7 +58,7 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
 
     import ase.io
 
-    from foundation.pipelines.label.run import _write_atomic
+    from foundation.atomic import write_text_atomic
 
     if (out / "structures.jsonl").exists():
         return
@@ -69,4 +69,4 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
     lines = [json.dumps({"id": f"{Path(path).stem}/{k:05d}", "molecule": a.get_chemical_formula(),
                          "numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "sampling": "given",
                          "split": "train", "levels": levels}) + "\n" for k, a in enumerate(frames)]
-    _write_atomic(out / "structures.jsonl", "".join(lines))
+    write_text_atomic(out / "structures.jsonl", "".join(lines))

@@ -14,12 +14,12 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
+from foundation.atomic import write_text_atomic
 from foundation.data.shards import location
 from foundation.data.shards.writer import ShardInfo
 from foundation.errors import DataError
@@ -65,16 +65,7 @@ def write_manifest(out_dir: str | os.PathLike, shards: Sequence[ShardInfo | Mapp
                    command: Sequence[str] | str | None = None, extra: Mapping | None = None) -> Path:
     """Write `out_dir/manifest.json` atomically; returns its path."""
     text = json.dumps(build_manifest(shards, levels_of_theory, command, extra), indent=1, sort_keys=True) + "\n"
-    path = Path(out_dir) / MANIFEST
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{MANIFEST}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return write_text_atomic(Path(out_dir) / MANIFEST, text)
 
 
 @dataclasses.dataclass(frozen=True)

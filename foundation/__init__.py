@@ -12,7 +12,7 @@ def load_pretrained(name_or_path, device="auto"):
     registry name (`foundation hub list`), an `https://` URL, `hf://org/repo/file.safetensors`,
     a `.safetensors` file, a training checkpoint or a run directory. Downloads are verified
     (sha256) and cached; `FOUNDATION_OFFLINE=1` uses the cache only."""
-    from foundation.hub.resolve import load_pretrained as _load  # lazy: keeps `import foundation` light
+    from foundation.loading import load_pretrained as _load  # lazy: keeps `import foundation` light
 
     return _load(name_or_path, device)
 

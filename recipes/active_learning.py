@@ -230,7 +230,7 @@ def _write_shards(folder: Path, train_set: list[Sample], val: list[Sample]) -> P
 
 
 def _load_ensemble(rd: Path):
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
 
     return load_model(rd / "ensemble.safetensors")
 
@@ -239,7 +239,7 @@ def _evaluate(rd: Path, members: list[str], heldout: list[Sample], fidelity: str
     """Save the round's ensemble (the next round's committee) and score it on the held-out set."""
     from foundation.evaluation.evaluate import evaluate
     from foundation.hub.format import save_model
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
     from foundation.models.ensemble import EnsembleModel
 
     ensemble = EnsembleModel.from_members([load_model(p) for p in members]).eval()
@@ -255,7 +255,7 @@ def _evaluate(rd: Path, members: list[str], heldout: list[Sample], fidelity: str
 def _member_inits(config, ledger: Ledger) -> list[str]:
     """Model files to start members from; an ensemble file is split into its members once."""
     from foundation.hub.format import save_model
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
 
     out = []
     for j, path in enumerate(config.init_from):

@@ -46,7 +46,7 @@ def evaluate_models(models: dict[str, str | os.PathLike], samples: Sequence[Samp
     that name when it has one, else `head`, else its default). Forces are compared with DFT's.
     `metrics["structures"]` holds the per-structure predictions, for parity plots."""
     from foundation.evaluation.evaluate import evaluate
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
 
     results = {}
     for label, path in models.items():

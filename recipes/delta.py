@@ -34,7 +34,7 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     """Write the untrained composite for the run the overrides describe; return (its file, the
     run's name, whether its offsets were fitted here). Resuming a run whose file exists reuses it."""
     from foundation.hub.format import save_model
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
     from foundation.models.delta import DeltaModel
     from foundation.train.build import one_member
     from foundation.train.compose import compose_dict, instantiate

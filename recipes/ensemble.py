@@ -61,7 +61,7 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
 
 def _ensemble_size(source: str | os.PathLike) -> int | None:
     """Members of `source` when it is an ensemble (member k of the new one starts from its member k)."""
-    from foundation.hub.resolve import load_pretrained
+    from foundation.loading import load_pretrained
 
     members = getattr(load_pretrained(str(source), device="cpu"), "members", None)
     return len(members) if members is not None else None
@@ -89,7 +89,7 @@ def _combine(paths: list[Path], path: Path, cfg: dict, recipe: str | None,
              pretrained: Sequence[str | os.PathLike]) -> dict[str, dict]:
     """Save the ensemble of `paths` at `path`; return validation errors {label: metrics}."""
     from foundation.hub.format import save_model
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
     from foundation.models.ensemble import EnsembleModel
 
     members = [load_model(p) for p in paths]

@@ -36,7 +36,7 @@ class FoundationCalculator(Calculator):
     def __init__(self, model, head: str | None = None, device: str | torch.device = "auto",
                  dtype: torch.dtype | None = None, **kwargs):
         super().__init__(**kwargs)
-        from foundation.hub.resolve import load_pretrained, resolve_device
+        from foundation.loading import load_pretrained, resolve_device
 
         device = resolve_device(device)
         if isinstance(model, (str, os.PathLike)):

@@ -88,7 +88,7 @@ def run(args) -> int:
 
 def load_committee(spec: str):
     """An ensemble model, or several models (comma-separated paths/names) wrapped as one."""
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
     from foundation.models.ensemble import EnsembleModel
 
     paths = [p for p in spec.split(",") if p]

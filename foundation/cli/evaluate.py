@@ -48,7 +48,7 @@ def run(args) -> int:
 
     from foundation.data.ase_io import read_samples
     from foundation.evaluation.evaluate import evaluate
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
 
     # The data first: a wrong key should fail in a second, not after loading a model.
     with warnings.catch_warnings(record=True) as caught:

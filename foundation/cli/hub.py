@@ -98,7 +98,7 @@ def run_download(args) -> int:
 
 def run_export(args) -> int:
     from foundation.hub.format import save_model
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
 
     if not str(args.out).endswith(".safetensors"):
         raise UserError(f"{args.out}: the exported file must end in .safetensors")

@@ -128,7 +128,7 @@ def _load(model) -> tuple[Any, str]:
 
     if isinstance(model, torch.nn.Module):
         return model, f"the given {type(model).__name__} model"
-    from foundation.hub.resolve import load_pretrained
+    from foundation.loading import load_pretrained
 
     return load_pretrained(str(model), device="cpu"), str(model)
 

@@ -68,16 +68,13 @@ def fetch_entry(entry: RegistryEntry, *, progress: bool = True, force: bool = Fa
 
 
 def load_pretrained(name_or_path: str | os.PathLike, device: str | torch.device = "auto"):
-    """A model from a registry name, a URL, an `hf://` path, a `.safetensors` file, a training
-    checkpoint or a run directory; in eval mode on `device` ("auto": GPU if any)."""
+    """A distributable model: a registry name, a URL, an `hf://` path or a `.safetensors` file; in
+    eval mode on `device` ("auto": GPU if any). Run directories and training checkpoints are the
+    trainer's: `foundation.load_pretrained` (foundation.loading) reads those too."""
     from foundation.hub.format import load_model_file
-    from foundation.hub.load import load_model
 
     device = resolve_device(device)
-    text = str(name_or_path)
-    if not is_remote(text) and Path(text).expanduser().exists():
-        return load_model(text, device)
-    path, entry = resolve(text)
+    path, entry = resolve(str(name_or_path))
     model = load_model_file(path, device)
     if entry is not None and entry.default_head in model.heads:
         model.default_head = entry.default_head

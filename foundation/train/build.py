@@ -54,7 +54,7 @@ def _fill_from_data(model_config, data) -> nn.Module:
 
 
 def _model_from_init(trainer: TrainerConfig, data) -> tuple[nn.Module, list[str]]:
-    from foundation.hub.resolve import load_pretrained  # a path, a run, or a registry name / URL
+    from foundation.loading import load_pretrained  # a path, a run, or a registry name / URL
 
     model = one_member(load_pretrained(trainer.init_from, device="cpu"), trainer.init_member,
                        f"trainer.init_from={trainer.init_from}")

@@ -10,8 +10,8 @@ from foundation.data.ase_io import write_extxyz
 from foundation.data.sample import Sample
 
 needs_models = pytest.mark.skipif(
-    importlib.util.find_spec("foundation.hub.load") is None or importlib.util.find_spec("foundation.models.ani") is None,
-    reason="foundation.hub.load / foundation.models.ani not built yet")
+    importlib.util.find_spec("foundation.loading") is None or importlib.util.find_spec("foundation.models.ani") is None,
+    reason="foundation.loading / foundation.models.ani not built yet")
 
 
 @pytest.fixture

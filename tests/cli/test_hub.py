@@ -81,7 +81,7 @@ def test_download_errors_are_one_line(registered, capsys, monkeypatch):
 
 def test_export_from_a_training_checkpoint(tmp_path, tiny_model, capsys):
     from foundation.hub.format import read_header
-    from foundation.hub.load import load_model
+    from foundation.loading import load_model
     from foundation.train.checkpoint import save_checkpoint
 
     run = tmp_path / "run"

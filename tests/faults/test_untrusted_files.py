@@ -19,7 +19,7 @@ import foundation
 from foundation.errors import CheckpointError
 from foundation.hub.cache import cache_dir
 from foundation.hub.format import HEADER_KEY, load_model_file, read_header, save_model
-from foundation.hub.load import load_model, load_training_checkpoint
+from foundation.loading import load_model, load_training_checkpoint
 from foundation.models import build_model
 from foundation.train.checkpoint import save_checkpoint
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from foundation.data.batch import collate
 from foundation.errors import CheckpointError, UserError
 from foundation.hub.format import HEADER_KEY, load_model_file, read_header, save_model
-from foundation.hub.load import load_model
+from foundation.loading import load_model
 from foundation.models import build_model
 from foundation.models.outputs import predict
 

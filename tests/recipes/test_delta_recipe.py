@@ -7,7 +7,7 @@ from safetensors.torch import load_file as weights  # the tensors exactly as sto
 
 from foundation.data.batch import collate
 from foundation.hub.format import read_header
-from foundation.hub.load import load_model
+from foundation.loading import load_model
 from foundation.models.delta import DeltaModel
 from foundation.recipes import delta
 from foundation.recipes.common import CC, DFT, embedded_samples

@@ -10,7 +10,7 @@ from safetensors.torch import load_file as weights  # the tensors exactly as sto
 
 from foundation.data.batch import collate
 from foundation.errors import UserError
-from foundation.hub.load import load_model
+from foundation.loading import load_model
 from foundation.models.delta import DeltaModel
 from foundation.models.ensemble import EnsembleModel
 from foundation.recipes import ensemble

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from foundation.data.batch import collate
-from foundation.hub.load import load_model
+from foundation.loading import load_model
 from foundation.recipes.common import CC, DFT, embedded_samples, train
 
 STEPS = ["trainer.max_steps=40", "trainer.lr=1e-3"]

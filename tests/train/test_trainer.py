@@ -17,7 +17,7 @@ from foundation.data.memory import FileDataConfig
 from foundation.data.sample import Sample
 from foundation.data.shards_module import ShardDataConfig
 from foundation.errors import UserError
-from foundation.hub.load import load_model
+from foundation.loading import load_model
 from foundation.train.checkpoint import list_checkpoints
 from foundation.train.trainer import Trainer, TrainingDiverged
 

@@ -1,9 +1,11 @@
-"""`load_model(path_or_name)`: one door to a trained model, whatever form it is in.
+"""One door to a trained model, whatever form it is in: a registry name, a URL, an `hf://` path,
+a `.safetensors` model file, a training run directory (its `model.safetensors`, else its newest
+training checkpoint) or a training checkpoint `ckpt-*.pt` (rebuilt from the model config stored
+in it, with the EMA weights: what the run would have exported).
 
-For now: a `.safetensors` model file, a run directory (its `model.safetensors`, else its newest
-training checkpoint), or a training checkpoint `ckpt-*.pt` (rebuilt from the model config stored
-in it, with the EMA weights: what the run would have exported). Registry names and URLs come
-with the hub."""
+This module stands above both the hub (distributable files, names, downloads) and the trainer
+(whose checkpoints it reads), so that neither needs to know the other (DESIGN.md, layers).
+"""
 
 from __future__ import annotations
 
@@ -14,14 +16,19 @@ import torch
 
 from foundation.errors import CheckpointError, UserError
 from foundation.hub.format import load_model_file
+from foundation.hub.resolve import is_remote_or_registered, resolve_device
+from foundation.hub.resolve import load_pretrained as load_published
+
+
+def load_pretrained(name_or_path: str | os.PathLike, device: str | torch.device = "auto"):
+    """A model from anything `load_model` takes; in eval mode on `device` ("auto": GPU if any)."""
+    return load_model(name_or_path, resolve_device(device))
 
 
 def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cpu"):
     """The model at `path_or_name`, on `device`, in eval mode."""
-    from foundation.hub.resolve import is_remote_or_registered, load_pretrained
-
     if is_remote_or_registered(path_or_name):  # a registry name, https:// or hf://: the hub fetches it
-        return load_pretrained(path_or_name, device)
+        return load_published(path_or_name, device)
     path = Path(path_or_name).expanduser()
     if path.is_dir():
         return _from_run_dir(path, device)
@@ -32,7 +39,9 @@ def load_model(path_or_name: str | os.PathLike, device: str | torch.device = "cp
     if path.exists():
         raise CheckpointError(f"{path}: not a model file (expected .safetensors, a training "
                               "checkpoint .pt, or a run directory)")
-    raise UserError(f"{path_or_name}: no such model file or run directory")
+    if os.sep in str(path_or_name) or path.suffix in (".safetensors", ".pt"):
+        raise UserError(f"{path_or_name}: no such model file or run directory")
+    return load_published(path_or_name, device)  # an unknown name: the hub's error lists the known ones
 
 
 def _from_run_dir(run_dir: Path, device):

@@ -27,10 +27,12 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from benchmarks.common import RESULTS, machine, versions  # noqa: E402
+from benchmarks.common import RESULTS, machine, sized, versions  # noqa: E402
 from foundation.recipes.common import CC, train, write_json  # noqa: E402
 
 STRATEGIES = ("spread", "random")
+# A quick run (run_all --quick): a few steps of each training, to check the script runs end to end.
+FINETUNE = sized([], ["trainer.max_steps=4", "trainer.val_every=2", "trainer.warmup_steps=1", "trainer.ckpt_every=4"])
 LABEL = {"spread": "active (ensemble spread + AEV diversity)", "random": "random"}
 
 
@@ -86,7 +88,8 @@ def run_loops(args, data: Path, init: list[str]) -> dict[str, list[list[dict]]]:
                 work_dir=str(work), init_from=init, pool=str(data), pool_split="train",
                 heldout=str(data), heldout_split="test", val=str(data), val_split="val",
                 fidelity=CC, oracle="lookup", strategy=strategy, rounds=args.rounds, n_initial=args.n_initial,
-                n_per_round=args.n_per_round, ensemble_size=len(init), diversity=args.diversity, seed=seed)
+                n_per_round=args.n_per_round, ensemble_size=len(init), diversity=args.diversity, seed=seed,
+                overrides=FINETUNE)
             logs[strategy].append(run(config, log=lambda line, s=strategy, k=seed: print(f"  [{s} seed {k}] {line}",
                                                                                           flush=True)))
     return logs
@@ -152,14 +155,16 @@ def plot(energy: dict, relative: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work", type=Path, default=Path("runs/bench_active_learning"))
-    parser.add_argument("--repeats", type=int, default=3, help="seed sets (different round-0 picks and training seeds)")
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--n-initial", type=int, default=8)
-    parser.add_argument("--n-per-round", type=int, default=8)
-    parser.add_argument("--members", type=int, default=3)
+    parser.add_argument("--work", type=Path,
+                        default=sized(Path("runs/bench_active_learning"), RESULTS / "active_learning_work"))
+    parser.add_argument("--repeats", type=int, default=sized(3, 1),
+                        help="seed sets (different round-0 picks and training seeds)")
+    parser.add_argument("--rounds", type=int, default=sized(4, 1))
+    parser.add_argument("--n-initial", type=int, default=sized(8, 4))
+    parser.add_argument("--n-per-round", type=int, default=sized(8, 4))
+    parser.add_argument("--members", type=int, default=sized(3, 2))
     parser.add_argument("--diversity", type=float, default=0.5)
-    parser.add_argument("--pretrain-steps", type=int, default=2000)
+    parser.add_argument("--pretrain-steps", type=int, default=sized(2000, 4))
     args = parser.parse_args(argv)
     started, cpu0 = time.perf_counter(), _cpu()
 

@@ -27,9 +27,18 @@ os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from foundation.atomic import write_text_atomic  # noqa: E402
 from foundation.data.sample import Sample  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
+# `python -m benchmarks.run_all --quick` sets these for its children: every script at a tiny size
+# (a check that it runs end to end; its numbers mean nothing) writing into a scratch folder.
+QUICK = os.environ.get("FOUNDATION_BENCH_QUICK") == "1"
+RESULTS = Path(os.environ.get("FOUNDATION_BENCH_RESULTS") or Path(__file__).parent / "results")
+
+
+def sized(full, tiny):
+    """`full`, or `tiny` in a quick run."""
+    return tiny if QUICK else full
 
 # Small organic H/C/N/O molecules of 10-30 atoms (hydrogens included), as in ANI-1x's GDB subsets.
 SMILES = {
@@ -255,26 +264,34 @@ def interleaved(runs: dict[str, Callable[[], int]], repeats: int) -> dict[str, d
     return rates
 
 
-def figure(name: str, unit: str, ours: dict, peer: dict, goal: float | None, inputs: dict, **extra) -> dict:
-    """The figure JSON from `interleaved` rates of ours and the peer; ratio = ours / peer medians
-    of process-time rates (wall-time figures alongside)."""
-    med = {k: {t: statistics.median(v[t]) for t in ("cpu", "wall")} for k, v in (("ours", ours), ("peer", peer))}
-    ratio = med["ours"]["cpu"] / med["peer"]["cpu"]
+def figure(name: str, unit: str, ours, peer, goal: float | None, inputs: dict, ratio: float | None = None,
+           versioned: tuple[str, ...] | None = None, **extra) -> dict:
+    """The figure JSON (DESIGN.md, "Benchmark results") from repeated measurements of ours and the
+    peer: each a list of values, or `interleaved` rates ({"cpu": [...], "wall": [...]}), of which
+    the process-time medians make the figure and the wall-time ones go alongside. `ratio` is ours
+    / peer medians unless given (e.g. for errors, where lower is better); `versioned` names the
+    packages whose versions are recorded."""
+    timed = isinstance(ours, dict)
+    values = {"ours": ours["cpu"] if timed else list(ours), "peer": peer["cpu"] if timed else list(peer)}
+    med = {k: statistics.median(v) for k, v in values.items()}
+    ratio = med["ours"] / med["peer"] if ratio is None else ratio
     out = {
-        "name": name, "unit": unit, "ours": med["ours"]["cpu"], "peer": med["peer"]["cpu"], "ratio": ratio,
+        "name": name, "unit": unit, "ours": med["ours"], "peer": med["peer"], "ratio": ratio,
         "goal": goal, "goal_met": None if goal is None else bool(ratio >= goal),
-        "ratio_basis": "CPU process time (time.process_time), median over repeats",
-        "wall": {"ours": med["ours"]["wall"], "peer": med["peer"]["wall"],
-                 "ratio": med["ours"]["wall"] / med["peer"]["wall"]},
-        "machine": machine(), "threads": torch.get_num_threads(), "versions": versions(),
+        "machine": machine(), "threads": torch.get_num_threads(),
+        "versions": versions(versioned) if versioned else versions(),
         "environment": {k: v for k, v in sorted(os.environ.items())
                         if k.startswith(("MALLOC_", "GLIBC_TUNABLES", "OMP_", "MKL_"))},
-        "inputs": inputs, "repeats": len(ours["cpu"]),
-        "spread": {k: {"min": min(v["cpu"]), "max": max(v["cpu"]),
-                       "wall_min": min(v["wall"]), "wall_max": max(v["wall"])}
-                   for k, v in (("ours", ours), ("peer", peer))},
-        "samples": {"ours": ours, "peer": peer},
+        "inputs": inputs, "repeats": len(values["ours"]),
+        "spread": {k: {"min": min(v), "max": max(v)} for k, v in values.items()},
     }
+    if timed:
+        wall = {k: statistics.median(v["wall"]) for k, v in (("ours", ours), ("peer", peer))}
+        out["ratio_basis"] = "CPU process time (time.process_time), median over repeats"
+        out["wall"] = {**wall, "ratio": wall["ours"] / wall["peer"]}
+        for k, v in (("ours", ours), ("peer", peer)):
+            out["spread"][k].update(wall_min=min(v["wall"]), wall_max=max(v["wall"]))
+        out["samples"] = {"ours": ours, "peer": peer}
     return {**out, **extra}
 
 
@@ -325,13 +342,8 @@ def versions(names=("foundation-mlip", "torch", "torchani", "vesin", "numpy", "a
 
 
 def write(fig: dict) -> Path:
-    """benchmarks/results/<name>.json, atomically."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{fig['name']}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(fig, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
+    """RESULTS/<name>.json, atomically."""
+    return write_text_atomic(RESULTS / f"{fig['name']}.json", json.dumps(fig, indent=1) + "\n")
 
 
 def report(fig: dict, seconds: float) -> None:

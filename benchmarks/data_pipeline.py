@@ -36,12 +36,12 @@ from foundation.pipelines.convert.ani_h5 import convert_ani_h5  # noqa: E402
 from foundation.pipelines.synthetic import synthetic_samples  # noqa: E402
 from foundation.units import HARTREE_TO_EV  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-N_GROUPS, CONFORMERS = 120, 100  # 12,000 conformations of 8-20 atoms
-MAX_ATOMS, REPEATS = 512, 3
+N_GROUPS, CONFORMERS = common.sized((120, 100), (6, 10))  # 12,000 conformations of 8-20 atoms
+MAX_ATOMS, REPEATS = 512, common.sized(3, 1)
 KEY_MAP = {"wb97x_dz.energy": "wb97x_631gs", "wb97x_dz.forces": "wb97x_631gs", "ccsd(t)_cbs.energy": "ccsdt_ccpvdz"}
 FIDELITIES = ["ccsdt_ccpvdz", "wb97x_631gs"]
-RSS_SMALL, RSS_FACTOR = 3_000, 10
+RSS_SMALL, RSS_FACTOR = common.sized(3_000, 200), 10
+VERSIONED = ("foundation-mlip", "torch", "numpy", "h5py", "webdataset", "msgpack")
 
 
 def make_ani_h5(path: Path, seed: int = 0) -> int:
@@ -102,7 +102,7 @@ def throughput_figure(work: Path) -> dict:
     convert_ani_h5(h5, shard_dir, KEY_MAP, fractions={"train": 1.0}, command="benchmarks/data_pipeline.py")
     ours = [n / stream_shards(shard_dir, n) for _ in range(REPEATS)]
     peer = [n / stream_h5(h5, n) for _ in range(REPEATS)]
-    return _figure("streaming_vs_hdf5", "samples/s", ours, peer, goal=3.0, inputs={
+    return common.figure("streaming_vs_hdf5", "samples/s", ours, peer, goal=3.0, versioned=VERSIONED, inputs={
         "conformations": n, "groups": N_GROUPS, "atoms_per_conformation": "8-20",
         "max_atoms_per_batch": MAX_ATOMS, "shuffle_buffer": 1000, "num_workers": 0,
         "peer": "h5py, one conformation per read in shuffled order, then the same batching",
@@ -132,36 +132,22 @@ def rss_figure(work: Path) -> dict:
                                    text=True, check=True, cwd=Path(__file__).parents[1])
             peaks[label].append(int(child.stdout.split()[-1]) / 2**20)
     # ours = the large run, peer = the small one; ratio = small / large (1.0 = flat)
-    return _figure("streaming_rss_flat", "MiB peak RSS", peaks["large"], peaks["small"], goal=0.9,
-                   ratio=statistics.median(peaks["small"]) / statistics.median(peaks["large"]),
-                   inputs={"samples_small": RSS_SMALL, "samples_large": RSS_SMALL * RSS_FACTOR,
-                           "shard_bytes": 2 * 2**20, "shuffle_buffer": 1000, "atoms_per_sample": "8-20",
-                           "ours": "streaming the large set", "peer": "streaming the small set"})
+    return common.figure("streaming_rss_flat", "MiB peak RSS", peaks["large"], peaks["small"], goal=0.9,
+                         ratio=statistics.median(peaks["small"]) / statistics.median(peaks["large"]),
+                         versioned=VERSIONED,
+                         inputs={"samples_small": RSS_SMALL, "samples_large": RSS_SMALL * RSS_FACTOR,
+                                 "shard_bytes": 2 * 2**20, "shuffle_buffer": 1000, "atoms_per_sample": "8-20",
+                                 "ours": "streaming the large set", "peer": "streaming the small set"})
 
 
-VERSIONED = ("foundation-mlip", "torch", "numpy", "h5py", "webdataset", "msgpack")
-
-
-def _figure(name: str, unit: str, ours: list, peer: list, goal: float, inputs: dict,
-            ratio: float | None = None) -> dict:
-    m_ours, m_peer = statistics.median(ours), statistics.median(peer)
-    return {"name": name, "unit": unit, "ours": m_ours, "peer": m_peer,
-            "ratio": ratio if ratio is not None else m_ours / m_peer, "goal": goal,
-            "machine": common.machine(), "threads": torch.get_num_threads(),
-            "versions": common.versions(VERSIONED),
-            "inputs": inputs, "repeats": REPEATS,
-            "spread": {"ours": [min(ours), max(ours)], "peer": [min(peer), max(peer)]}}
+def run() -> list[dict]:
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as work:
+        return [make(Path(work)) for make in (throughput_figure, rss_figure)]
 
 
 def main() -> None:
-    torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory() as work:
-        for make in (throughput_figure, rss_figure):
-            start = time.perf_counter()
-            figure = make(Path(work))
-            print(f"{figure['name']}: ours {figure['ours']:.4g} vs peer {figure['peer']:.4g} {figure['unit']}, "
-                  f"ratio {figure['ratio']:.2f} (goal {figure['goal']}) in {time.perf_counter() - start:.0f} s "
-                  f"-> {common.write(figure)}")
+    common.run_and_report(run)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import torch
 
 from benchmarks import common
 
-BATCH, N_BATCHES, REPEATS = 128, 4, 7
+BATCH, N_BATCHES, REPEATS = common.sized((128, 4, 7), (4, 1, 1))
 
 
 def ours_infer(model):
@@ -39,7 +39,7 @@ def peer_infer(model):
 
 def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPEATS) -> list[dict]:
     torch.set_num_threads(1)
-    chosen = common.batches(common.molecules(), batch_size, n_batches, seed=1)
+    chosen = common.batches(common.molecules(conformers=common.sized(4, 1)), batch_size, n_batches, seed=1)
     # Weights frozen on both sides, as TorchANI's ANI1x() builder and loaded checkpoints have them.
     peer = common.torchani_ani1x().eval().requires_grad_(False)
     ours = common.ours_from(peer).eval().requires_grad_(False)

@@ -18,7 +18,8 @@ import torch
 
 from benchmarks import common
 
-SMILES, STEPS, REPEATS, TIMESTEP_FS = "CC(C)Cc1ccc(cc1)C(C)C(=O)O", 100, 7, 0.5
+SMILES, TIMESTEP_FS = "CC(C)Cc1ccc(cc1)C(C)C(=O)O", 0.5
+STEPS, REPEATS = common.sized((100, 7), (5, 1))
 
 
 def molecule():

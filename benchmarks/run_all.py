@@ -6,10 +6,14 @@ benchmarks/results/TABLE.md.
     python -m benchmarks.run_all --all           # the long ones too (~40 minutes more)
     python -m benchmarks.run_all --only md       # some scripts, then the table
     python -m benchmarks.run_all --table         # only the table, from the results on disk
+    python -m benchmarks.run_all --quick         # every script at a tiny size (~2 min), results in a temp folder
 
 A benchmark script is any module of benchmarks/ with a `__main__` block, except the helpers
 other scripts start (`HELPERS`). `LONG` ones are left out of `make bench`, which must stay under
-10 minutes on 2 cores; their last results still appear in the table.
+10 minutes on 2 cores; their last results still appear in the table. `--quick` runs every script,
+long ones too, at a tiny size (FOUNDATION_BENCH_QUICK=1, see `common.sized`) and writes their JSON
+to a scratch folder (FOUNDATION_BENCH_RESULTS), never to benchmarks/results/: the check, in the
+tests, that no benchmark script is broken. Its numbers mean nothing.
 
 Every child gets one thread (OMP/MKL_NUM_THREADS=1) and the same glibc malloc settings
 (`MALLOC_ENV`): without them, each large tensor is a fresh mmap whose pages fault in again on
@@ -24,8 +28,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from foundation.atomic import write_text_atomic
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -47,10 +54,13 @@ def scripts(include_long: bool = True) -> list[str]:
     return names
 
 
-def run(name: str) -> tuple[int, float]:
-    """Run `python -m benchmarks.<name>` with one thread; (exit code, seconds)."""
+def run(name: str, quick_results: Path | None = None) -> tuple[int, float]:
+    """Run `python -m benchmarks.<name>` with one thread (at a tiny size, results in
+    `quick_results`, when that is given); (exit code, seconds)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TORCHANI_NO_WARN_EXTENSIONS": "1",
            **MALLOC_ENV}
+    if quick_results is not None:
+        env.update(FOUNDATION_BENCH_QUICK="1", FOUNDATION_BENCH_RESULTS=str(quick_results))
     start = time.perf_counter()
     print(f"== benchmarks.{name}", flush=True)
     try:
@@ -62,9 +72,9 @@ def run(name: str) -> tuple[int, float]:
     return code, time.perf_counter() - start
 
 
-def load_figures() -> list[dict]:
+def load_figures(results: Path = RESULTS) -> list[dict]:
     figures = []
-    for path in sorted(RESULTS.glob("*.json")):
+    for path in sorted(results.glob("*.json")):
         try:
             figures.append(json.loads(path.read_text()))
         except (OSError, json.JSONDecodeError) as err:
@@ -110,13 +120,8 @@ def _met(f: dict):
     return None if goal is None or ratio is None else ratio >= goal
 
 
-def write_table(text: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "TABLE.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+def write_table(text: str, results: Path = RESULTS) -> Path:
+    return write_text_atomic(results / "TABLE.md", text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,30 +129,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"scripts to run (of {', '.join(scripts())})")
     parser.add_argument("--all", action="store_true", help=f"also the long ones ({', '.join(LONG)})")
     parser.add_argument("--table", action="store_true", help="only print the table of the results on disk")
+    parser.add_argument("--quick", action="store_true",
+                        help="every script (or --only ones) at a tiny size, results in a scratch folder")
+    parser.add_argument("--out", type=Path, help="with --quick: the results folder (default: a new temp folder)")
     args = parser.parse_args(argv)
+    results = RESULTS
+    if args.quick:
+        results = args.out or Path(tempfile.mkdtemp(prefix="foundation-bench-quick-"))
+        results.mkdir(parents=True, exist_ok=True)
+        print(f"quick run: every script at a tiny size (the numbers mean nothing), results in {results}", flush=True)
     failed = []
     if not args.table:
-        chosen = args.only or scripts(include_long=args.all)
-        if not args.only and not args.all:
-            print("left out (run them with --all or --only): " +
-                  ", ".join(f"{n} ({why})" for n, why in LONG.items() if n in scripts()), flush=True)
-        unknown = sorted(set(chosen) - set(scripts()))
-        if unknown:
-            parser.error(f"no benchmark script {', '.join(unknown)} in {HERE}")
-        start = time.perf_counter()
-        for name in chosen:
-            code, seconds = run(name)
-            print(f"-- benchmarks.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s",
-                  flush=True)
-            if code:
-                failed.append(name)
-        print(f"-- all benchmarks in {time.perf_counter() - start:.0f} s", flush=True)
-    text = table(load_figures())
+        failed = _run_scripts(parser, args, results if args.quick else None)
+    text = table(load_figures(results))
     print("\n" + text)
-    print(f"-> {write_table(text)}")
+    print(f"-> {write_table(text, results)}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_scripts(parser, args, quick_results: Path | None) -> list[str]:
+    """Run the chosen scripts one after another; the names of those that failed."""
+    chosen = args.only or scripts(include_long=args.all or args.quick)
+    if not (args.only or args.all or args.quick):
+        print("left out (run them with --all or --only): " +
+              ", ".join(f"{n} ({why})" for n, why in LONG.items() if n in scripts()), flush=True)
+    unknown = sorted(set(chosen) - set(scripts()))
+    if unknown:
+        parser.error(f"no benchmark script {', '.join(unknown)} in {HERE}")
+    failed, start = [], time.perf_counter()
+    for name in chosen:
+        code, seconds = run(name, quick_results)
+        print(f"-- benchmarks.{name}: {'ok' if code == 0 else f'FAILED (exit {code})'} in {seconds:.0f} s",
+              flush=True)
+        if code:
+            failed.append(name)
+    print(f"-- all benchmarks in {time.perf_counter() - start:.0f} s", flush=True)
+    return failed
 
 
 if __name__ == "__main__":

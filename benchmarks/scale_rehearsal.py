@@ -35,13 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, versions
+from benchmarks.common import RESULTS, machine, sized, versions
 from benchmarks.scale_data import write_scale_shards
+from foundation.atomic import write_text_atomic
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import iter_shard_records
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
 RANK_SCRIPT = Path(__file__).with_name("scale_rank.py")
 NPROC, WARMUP = 2, 0.1  # ranks; the first tenth of each job's time is warm-up for the memory check
 
@@ -296,7 +296,7 @@ def _rehearse(work: Path, n: int, out_dir: Path, name: str, settings: Settings, 
                      "allreduce_gloo_2proc": allreduce, "ddp_step_cpu": step, "memory_timeline": line},
     }
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / f"{name}.json", figure)
+    write_text_atomic(out_dir / f"{name}.json", json.dumps(figure, indent=1) + "\n")
     plot(figure, out_dir / f"{name}.png")
     return figure
 
@@ -335,29 +335,25 @@ def plot(figure: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--n", type=int, default=5_000_000, help="conformations")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/scale_rehearsal"), help="scratch (shards)")
+    parser.add_argument("--n", type=int, default=sized(5_000_000, 600), help="conformations")
+    parser.add_argument("--work", type=Path, help="scratch (shards)",
+                        default=sized(Path("/tmp/scale_rehearsal"), RESULTS / "scale_rehearsal_work"))
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="scale_stream_5m")
-    parser.add_argument("--shard-mib", type=float, default=64)
-    parser.add_argument("--num-workers", type=int, default=Settings.num_workers)
-    parser.add_argument("--max-atoms", type=int, default=Settings.max_atoms)
-    parser.add_argument("--ttfb-repeats", type=int, default=3)
+    parser.add_argument("--shard-mib", type=float, default=sized(64, 1 / 16))
+    parser.add_argument("--num-workers", type=int, default=sized(Settings.num_workers, 1))
+    parser.add_argument("--max-atoms", type=int, default=sized(Settings.max_atoms, 256))
+    parser.add_argument("--ttfb-repeats", type=int, default=sized(3, 1))
     parser.add_argument("--keep", action="store_true", help="keep the shards")
     parser.add_argument("--replot", action="store_true", help="only redraw the PNG from the JSON")
     args = parser.parse_args()
     if args.replot:
         plot(json.loads((args.out / f"{args.name}.json").read_text()), args.out / f"{args.name}.png")
         return
-    settings = Settings(num_workers=args.num_workers, max_atoms=args.max_atoms)
+    settings = Settings(num_workers=args.num_workers, max_atoms=args.max_atoms,
+                        **sized({}, {"shuffle_buffer": 50, "check": 4, "every": 0.2}))
     fig = rehearse(args.work, args.n, args.out, args.name, settings, int(args.shard_mib * 2**20),
                    args.ttfb_repeats, args.keep)
     c = fig["checks"]

@@ -19,20 +19,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from benchmarks.data_pipeline import _machine, _versions, _write  # noqa: E402
+from benchmarks import common  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REPEATS, STEPS, LOG_EVERY, MAX_ATOMS = 3, 60, 10, 512
+REPEATS, STEPS, LOG_EVERY, MAX_ATOMS = common.sized((3, 60, 10, 512), (1, 4, 2, 64))
 RUN = ["data=embedded", f"data.max_atoms_per_batch={MAX_ATOMS}", "data.shuffle_buffer=64",
        f"trainer.max_steps={STEPS}", f"trainer.log_every={LOG_EVERY}", "trainer.val_at_start=false",
-       f"trainer.val_every={STEPS}", f"trainer.ckpt_every={STEPS}", "trainer.warmup_steps=10",
+       f"trainer.val_every={STEPS}", f"trainer.ckpt_every={STEPS}", f"trainer.warmup_steps={min(10, STEPS)}",
        "logger.progress_bar=false"]
 
 
@@ -56,28 +55,25 @@ def scaling_figure(work: Path) -> dict:
     for k in range(REPEATS):  # interleaved, so a busy spell of the machine hits both
         one.append(statistics.median(run(1, work, f"one{k}")))
         two.append(statistics.median(run(2, work, f"two{k}")))
-    ours, peer = statistics.median(two), 2 * statistics.median(one)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return {"name": "scaling_2proc", "unit": "atoms/s", "ours": ours, "peer": peer, "ratio": ours / peer,
-            "goal": 0.85, "machine": _machine(), "threads": 1, "versions": _versions(),
-            "inputs": {"model": "ani (ANI-1x architecture)", "data": "embedded shards (wb97x_631gs + ccsdt_ccpvdz)",
-                       "max_atoms_per_batch_per_process": MAX_ATOMS, "steps": STEPS, "log_every": LOG_EVERY,
-                       "device": device, "ours": "2 processes, torchrun, distributed=ddp",
-                       "peer": "2 × the atoms/s of 1 process, distributed=single (perfect weak scaling)",
-                       "threads_per_process": 1,
-                       # other processes on the machine take cores from the 2-process run first
-                       "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]},
-            "repeats": REPEATS,
-            "spread": {"ours": [min(two), max(two)], "peer": [2 * min(one), 2 * max(one)]}}
+    return common.figure(
+        "scaling_2proc", "atoms/s", two, [2 * x for x in one], goal=0.85, threads=1,
+        inputs={"model": "ani (ANI-1x architecture)", "data": "embedded shards (wb97x_631gs + ccsdt_ccpvdz)",
+                "max_atoms_per_batch_per_process": MAX_ATOMS, "steps": STEPS, "log_every": LOG_EVERY,
+                "device": device, "ours": "2 processes, torchrun, distributed=ddp",
+                "peer": "2 × the atoms/s of 1 process, distributed=single (perfect weak scaling)",
+                "threads_per_process": 1,
+                # other processes on the machine take cores from the 2-process run first
+                "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)]})
+
+
+def run_figures() -> list[dict]:
+    with tempfile.TemporaryDirectory() as work:
+        return [scaling_figure(Path(work))]
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as work:
-        start = time.perf_counter()
-        figure = scaling_figure(Path(work))
-        print(f"{figure['name']}: ours {figure['ours']:.4g} vs peer {figure['peer']:.4g} {figure['unit']}, "
-              f"efficiency {figure['ratio']:.2f} (goal {figure['goal']}) in {time.perf_counter() - start:.0f} s "
-              f"-> {_write(figure)}")
+    common.run_and_report(run_figures)
 
 
 if __name__ == "__main__":

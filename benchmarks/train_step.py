@@ -21,7 +21,8 @@ import torch
 
 from benchmarks import common
 
-BATCH, N_BATCHES, REPEATS, LR = 64, 5, 5, 1e-4
+BATCH, N_BATCHES, REPEATS = common.sized((64, 5, 5), (4, 1, 1))
+LR = 1e-4
 PAINN_BATCHES = 2  # PaiNN is ~5x slower than both ANIs: fewer batches keep the run short
 HEAD = "wb97x_631gs"
 
@@ -65,7 +66,7 @@ def peer_step(model, optimiser):
 
 def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPEATS) -> list[dict]:
     torch.set_num_threads(1)
-    samples = common.molecules()
+    samples = common.molecules(conformers=common.sized(4, 1))
     chosen = common.batches(samples, batch_size, n_batches)
     peer = common.torchani_ani1x().train()
     ours = common.ours_from(peer).train()

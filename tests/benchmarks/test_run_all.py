@@ -3,6 +3,8 @@ that ours and TorchANI compute the same thing before anything is timed (real Tor
 asserted)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -61,3 +63,19 @@ def test_our_ani_and_torchani_agree_on_identical_weights():
     assert agreement["ok"], agreement
     assert agreement["float64_ours_vs_peer"]["forces"] < 1e-10
     assert agreement["training_step_float64"]["first_layer_gradients"] < 1e-10
+
+
+def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
+    """`run_all --quick` (~2 min): CI fails when any benchmark script breaks, and the quick run
+    writes nowhere near benchmarks/results/."""
+    before = {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()}
+    done = subprocess.run([sys.executable, "-m", "benchmarks.run_all", "--quick", "--out", str(tmp_path)],
+                          cwd=run_all.HERE.parent, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for name in run_all.scripts(include_long=True):
+        assert f"-- benchmarks.{name}: ok" in done.stdout
+    written = {p.stem for p in tmp_path.glob("*.json")}
+    assert {"train_step_vs_torchani", "inference_vs_torchani", "md_vs_torchani", "streaming_vs_hdf5",
+            "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m"} <= written
+    assert "| train_step_vs_torchani |" in (tmp_path / "TABLE.md").read_text()
+    assert {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()} == before

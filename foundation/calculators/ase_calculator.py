@@ -23,21 +23,23 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
+from foundation.dtypes import torch_dtype
 
 
 class FoundationCalculator(Calculator):
     """ASE calculator for a `PotentialModel` (or anything `foundation.load_pretrained` takes).
 
     `head`: the fidelity to predict (default: the model's default head, else its first);
-    `device`: "auto" (GPU if any), "cpu", "cuda:0", ...; `dtype`: e.g. `torch.float64` for MD with
-    tight energy conservation (the model is copied, the caller's is untouched).
+    `device`: "auto" (GPU if any), "cpu", "cuda:0", ...; `dtype`: "float64" or `torch.float64` (or
+    float32) e.g. for MD with tight energy conservation (the model is copied, the caller's is untouched).
     """
 
     def __init__(self, model, head: str | None = None, device: str | torch.device = "auto",
-                 dtype: torch.dtype | None = None, **kwargs):
+                 dtype: str | torch.dtype | None = None, **kwargs):
         super().__init__(**kwargs)
         from foundation.loading import load_pretrained, resolve_device
 
+        dtype = None if dtype is None else torch_dtype(dtype)  # before any loading: a typo fails fast
         device = resolve_device(device)
         if isinstance(model, (str, os.PathLike)):
             model = load_pretrained(model, device)

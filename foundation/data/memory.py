@@ -22,13 +22,13 @@ from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
 from foundation.data.sample import Sample
 from foundation.data.split import split_by_conformer, split_by_molecule
+from foundation.dtypes import DTYPES
 from foundation.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("molecule", "conformer", "auto")
 AUTO_MIN_MOLECULES = 10  # split="auto": fewer distinct molecules than this → split by conformer
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclasses.dataclass
@@ -86,8 +86,8 @@ class FileDataConfig:
             raise UserError(f"data.split={self.split!r}: must be one of {', '.join(SPLITS)}")
         if self.max_atoms_per_batch <= 0:
             raise UserError(f"data.max_atoms_per_batch={self.max_atoms_per_batch}: must be > 0")
-        if self.dtype not in _DTYPES:
-            raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(_DTYPES)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(DTYPES)}")
         if self.on_error not in ON_ERROR:
             raise UserError(f"data.on_error={self.on_error!r}: must be one of {', '.join(ON_ERROR)}")
 
@@ -104,7 +104,7 @@ class FileDataConfig:
         splitter = split_by_molecule if how == "molecule" else split_by_conformer
         splits = splitter(samples, fractions, self.seed)
         return InMemoryData(splits["train"], splits["val"], splits["test"], self.max_atoms_per_batch,
-                            dtype=_DTYPES[self.dtype], split_by=how, skipped=len(skipped))
+                            dtype=DTYPES[self.dtype], split_by=how, skipped=len(skipped))
 
 
 def _source(item: Any, i: int) -> FileSource:

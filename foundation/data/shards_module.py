@@ -12,15 +12,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
-import torch
 
 from foundation.data.batch import AtomsBatch
 from foundation.data.shards.manifest import Manifest, load_manifest, verify_shards
 from foundation.data.shards.reader import ON_ERROR, iter_samples
 from foundation.data.stream import ShardStream, single_pass
+from foundation.dtypes import DTYPES
 from foundation.errors import DataError, UserError
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclasses.dataclass
@@ -65,8 +64,8 @@ class ShardDataConfig:
                 raise UserError(f"data.{name}={getattr(self, name)}: must be ≥ 0")
         if self.on_error not in ON_ERROR:
             raise UserError(f"data.on_error={self.on_error!r}: must be one of {', '.join(ON_ERROR)}")
-        if self.dtype not in _DTYPES:
-            raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(_DTYPES)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"data.dtype={self.dtype!r}: must be one of {', '.join(DTYPES)}")
 
     def build(self) -> "ShardData":
         manifest = load_manifest(self.path)
@@ -84,7 +83,7 @@ class ShardData:
             raise DataError(f"{manifest.location}: no training split {config.train_split!r} "
                             f"(splits: {', '.join(manifest.splits) or 'none'})")
         self.manifest, self.config = manifest, config
-        self.dtype = _DTYPES[config.dtype]
+        self.dtype = DTYPES[config.dtype]
         self.fidelities = manifest.fidelities()
         if config.fidelities is not None:
             unknown = sorted(set(config.fidelities) - set(self.fidelities))

@@ -110,6 +110,20 @@ def test_calculator_from_a_file_and_float64_copy(tmp_path):
     assert calc.get_potential_energy(atoms) == pytest.approx(direct.get_potential_energy(atoms), abs=1e-3)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "torch.float64", torch.float64])
+def test_dtype_by_name_or_torch_dtype(dtype):
+    model = small_model(dtype=torch.float32)
+    assert foundation.calculator(model, device="cpu", dtype=dtype).model.dtype == torch.float64
+    assert foundation.calculator(model, device="cpu", dtype="float32").model.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", ["double", "float16", torch.float16, 64, np.float64])
+def test_other_dtypes_are_refused_in_one_line(dtype):
+    with pytest.raises(UserError, match=r"^dtype=.*: must be float32 or float64") as err:
+        foundation.calculator(small_model(), device="cpu", dtype=dtype)
+    assert "\n" not in str(err.value)
+
+
 def test_bad_requests_fail_clearly():
     model = small_model()
     with pytest.raises(UserError, match="no head 'pbe'"):

@@ -21,7 +21,7 @@ from foundation.errors import UserError
 def add_parser(actions) -> None:
     p = actions.add_parser("select", help="pick the structures an ensemble disagrees on most, to label them")
     p.add_argument("--model", default=None,
-                   help="an ensemble model file, or several model files separated by commas (the committee)")
+                   help="an ensemble (a registry name such as ani-1x, or a model file), or several model files separated by commas (the committee)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pool", help="candidates: any ASE-readable file, a shard folder or a labeller folder")
     src.add_argument("--smiles", help="sample candidates: a file with one 'SMILES [name]' per line")

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
         "evaluate", help="score a model on labelled structures",
         description="Energy and force errors of a model on a labelled file (anything ASE reads). "
                     "Energies in eV, forces in eV/Å.")
-    parser.add_argument("--model", required=True, help="a .safetensors model, a training checkpoint or a run directory")
+    parser.add_argument("--model", required=True, help="registry name (e.g. ani-1x), .safetensors model, training checkpoint, run directory or URL")
     parser.add_argument("--data", required=True, help="labelled structures (extxyz, ASE db, ...)")
     parser.add_argument("--energy-key", required=True, help="key of the reference energies (eV)")
     parser.add_argument("--forces-key", default=None, help="key of the reference forces (eV/Å)")

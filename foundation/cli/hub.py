@@ -5,6 +5,7 @@
     foundation hub download ani-cc-mini | https://…/model.safetensors | hf://org/repo/model.safetensors
     foundation hub export runs/my-run model.safetensors
     foundation hub import-torchani ani1x_state_dict.pt ani1x.safetensors --head wb97x_631gs
+    foundation hub import-neurochem ani-model-zoo/resources/ani-2x_8x.info --out ani-2x.safetensors
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ def add_parser(subparsers) -> None:
 
     p = actions.add_parser("download", help="fetch and verify a model into the cache")
     p.add_argument("model", help="registry name, https:// URL or hf://org/repo/file")
-    p.add_argument("--force", action="store_true", help="download again even if cached")
+    p.add_argument("--force", "--refresh", dest="force", action="store_true",
+                   help="download again even if cached; for ani-1x, ani-1ccx, ani-2x: rebuild the model from "
+                        "the published files (pinned URLs, sha256-verified) even when a copy is shipped")
     p.set_defaults(func=run_download)
 
     p = actions.add_parser("export", help="write a run's model (or a checkpoint's) as one .safetensors file")
@@ -44,17 +47,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--head", default=None, help="fidelity name of the head (default: wb97x_631gs; ccsdt_cbs for ANI1ccx)")
     p.set_defaults(func=run_import_torchani)
 
+    p = actions.add_parser("import-neurochem", help="convert a published ANI model (neurochem files: .info, "
+                                                    ".params, sae_linfit.dat, networks) into a .safetensors file")
+    p.add_argument("path", help="the model's .info file or its folder (e.g. ani-model-zoo/resources/ani-1x_8x)")
+    p.add_argument("--member", type=int, default=None, help="convert only network set K (default: the ensemble)")
+    p.add_argument("--out", default=None, help="output .safetensors file (default: <model>.safetensors here)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="weights precision (default float32, the published one)")
+    p.add_argument("--head", default=None, help="fidelity name of the head (default: wb97x_631gs for ANI-1x/2x, "
+                                                "ccsdt_cbs for ANI-1ccx; required for other models)")
+    p.set_defaults(func=run_import_neurochem)
+
 
 def run_list(args) -> int:
-    from foundation.hub.cache import cache_path
     from foundation.hub.registry import load_registry
 
     entries = load_registry()
     rows = [("NAME", "WHERE", "SIZE", "FIDELITIES", "ELEMENTS", "DESCRIPTION")]
     for name, e in sorted(entries.items()):
-        cached = e.url and not e.url.startswith("hf://") and cache_path(e.url, e.sha256).is_file()
-        where = "shipped" if e.shipped else "cached" if cached else "remote" if e.url else "missing"
-        rows.append((name, where, _size(e.size or (e.path.stat().st_size if e.shipped else None)),
+        local = _local_copy(e)
+        where = "shipped" if e.shipped else "cached" if local else "remote" if e.url or e.neurochem else "missing"
+        rows.append((name, where, _size(e.size or (local.stat().st_size if local else None)),
                      ",".join(e.fidelities), "".join(e.elements), e.description))
     widths = [max(len(r[k]) for r in rows) for k in range(5)]
     for r in rows:
@@ -75,7 +88,8 @@ def run_info(args) -> int:
         info["registry"] = {k: v for k, v in {
             "name": entry.name, "description": entry.description, "url": entry.url, "sha256": entry.sha256,
             "size": entry.size, "fidelities": list(entry.fidelities), "default_head": entry.default_head,
-            "elements": list(entry.elements), "license": entry.license, "registry_file": entry.source}.items()
+            "elements": list(entry.elements), "license": entry.license, "attribution": entry.attribution,
+            "neurochem": entry.neurochem, "registry_file": entry.source}.items()
             if v not in (None, "", [])}
         path = _local_copy(entry)
     if path is not None:
@@ -118,6 +132,17 @@ def run_import_torchani(args) -> int:
     return 0
 
 
+def run_import_neurochem(args) -> int:
+    from foundation.hub.format import read_header
+    from foundation.hub.neurochem_import import import_neurochem
+
+    out = import_neurochem(args.path, args.out, member=args.member, head=args.head, dtype=args.dtype)
+    header = read_header(out)
+    licence = f", licence {header['license']}" if header.get("license") else ""
+    print(f"wrote {out} (head {header['heads'] and next(iter(header['heads']))}{licence})")
+    return 0
+
+
 def _local_copy(entry):
     """The entry's file if it is here already (shipped or cached); never downloads."""
     from foundation.hub.cache import cache_path
@@ -126,6 +151,11 @@ def _local_copy(entry):
         return entry.path
     if entry.url and not entry.url.startswith("hf://") and cache_path(entry.url, entry.sha256).is_file():
         return cache_path(entry.url, entry.sha256)
+    if entry.neurochem:
+        from foundation.hub.ani_zoo import cached_model
+
+        if cached_model(entry.neurochem).is_file():
+            return cached_model(entry.neurochem)
     return None
 
 
@@ -135,7 +165,7 @@ def _describe(info: dict) -> str:
         lines.append(f"{key:<14}{value}")
     header = info.get("header")
     if header is None:
-        fetchable = info.get("registry", {}).get("url")
+        fetchable = info.get("registry", {}).get("url") or info.get("registry", {}).get("neurochem")
         lines.append("file          " + ("not downloaded yet (foundation hub download NAME)" if fetchable
                                          else "not installed, and the registry gives no url"))
         return "\n".join(lines)
@@ -146,7 +176,7 @@ def _describe(info: dict) -> str:
     for head, data in header.get("heads", {}).items():
         refs = ", ".join(f"{_symbol(z)} {e:.4f}" for z, e in data.get("reference_energies", {}).items())
         lines.append(f"{'head':<14}{head}: reference energies (eV) {refs}")
-    for key in ("data_manifest_hash", "metrics", "provenance"):
+    for key in ("license", "attribution", "source", "data_manifest_hash", "metrics", "provenance"):
         if header.get(key):
             lines.append(f"{key:<14}{json.dumps(header[key], ensure_ascii=False)}")
     return "\n".join(lines)

@@ -7,12 +7,17 @@ Each file is `{"format_version": 1, "models": {NAME: ENTRY}}` with ENTRY:
     description  one line
     url          http(s):// or hf://org/repo/file (a remote copy), and/or
     path         a file shipped beside the registry file (loads with no network)
+    neurochem    a model of the published ANI model zoo (e.g. "ani-2x_8x"): downloaded file by file
+                 from the pinned URLs of its manifest, verified, converted and cached
+                 (foundation.hub.ani_zoo); with a path, the shipped file is that conversion, and
+                 `foundation hub download NAME --refresh` rebuilds it from the published files
     sha256       hex digest the file must have (required with a url: the cache trusts only it)
     size         bytes
     fidelities   the model's heads, e.g. ["wb97x_631gs", "ccsdt_ccpvdz"]
     default_head the head used when none is named
     elements     symbols, e.g. ["H", "C", "N", "O"]
     license      SPDX identifier
+    attribution  who made it, where it comes from (shown by `foundation hub info`)
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ class RegistryEntry:
     default_head: str | None = None
     elements: tuple[str, ...] = ()
     license: str = ""
+    attribution: str = ""
+    neurochem: str | None = None  # a model of the ANI model zoo (foundation.hub.ani_zoo)
     source: str = ""  # the registry file that defined it
 
     @property
@@ -99,9 +106,9 @@ def _entry(path: Path, name: str, raw) -> RegistryEntry:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise UserError(f"{where}: unknown field(s) {unknown}; fields are {sorted(known)}")
-    url, rel = raw.get("url"), raw.get("path")
-    if not url and not rel:
-        raise UserError(f"{where}: needs a 'url' or a 'path'")
+    url, rel, zoo = raw.get("url"), raw.get("path"), raw.get("neurochem")
+    if not url and not rel and not zoo:
+        raise UserError(f"{where}: needs a 'url', a 'path' or a 'neurochem' model")
     sha = raw.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256.match(sha.lower())):
         raise UserError(f"{where}: sha256 must be 64 hex digits")
@@ -120,4 +127,5 @@ def _entry(path: Path, name: str, raw) -> RegistryEntry:
         name=name, description=str(raw.get("description", "")), url=url, path=local,
         sha256=sha.lower() if sha else None, size=size,
         fidelities=tuple(raw.get("fidelities", ())), default_head=raw.get("default_head"),
-        elements=tuple(raw.get("elements", ())), license=str(raw.get("license", "")), source=str(path))
+        elements=tuple(raw.get("elements", ())), license=str(raw.get("license", "")),
+        attribution=str(raw.get("attribution", "")), neurochem=zoo, source=str(path))

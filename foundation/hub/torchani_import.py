@@ -1,12 +1,8 @@
 """Convert a TorchANI model (ANI-1x, ANI-1ccx, ANI-2x; one network set or an ensemble) into our
 ANI model, so its predictions can be evaluated, run and fine-tuned here.
 
-What changes on the way (TorchANI 2.x conventions):
-- units: TorchANI outputs Hartree, we eV: the final layer of every element network and the self
-  energies are multiplied by `HARTREE_TO_EV`; the hidden layers are unchanged.
-- our ANI computes NN_Z(AEV) - NN_Z(0), so each member's reference energy of element Z is
-  TorchANI's self energy plus NN_Z(0) of that member (evaluated in float64). Energies agree exactly.
-- element order is kept (it fixes the AEV layout: H, C, N, O for 1x; H, C, N, O, S, F, Cl for 2x).
+What changes on the way (units, NN(0) folded into the reference energies, element order) is
+in `foundation.hub.ani_weights`, shared with the NeuroChem reader (`foundation.hub.neurochem`).
 
 A state-dict file cannot say which activation or cutoff function it was trained with: CELU(0.1)
 and the cosine cutoff of ANI-1x/2x are assumed (`from_torchani` on a module checks them).
@@ -17,7 +13,6 @@ Accepted state dicts: `ANI.state_dict()` of TorchANI 2 (`potentials.nnp.neural_n
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import re
@@ -28,10 +23,11 @@ import torch
 
 from foundation.data.elements import atomic_number
 from foundation.errors import UserError
-from foundation.models.ani import ANI, ANIConfig
+from foundation.hub.ani_weights import ani_member as _member
+from foundation.hub.ani_weights import check_aev_constants
+from foundation.models.ani import ANIConfig
 from foundation.models.base import PotentialModel
 from foundation.models.ensemble import EnsembleModel
-from foundation.units import HARTREE_TO_EV
 
 # TorchANI's builders and the fidelity their weights were trained on (DESIGN.md names).
 TORCHANI_MODELS = {"ANI1x": "wb97x_631gs", "ANI2x": "wb97x_631gs", "ANI1ccx": "ccsdt_cbs"}
@@ -182,7 +178,7 @@ def _aev_options(sd: dict, radial_cutoff: float | None, angular_cutoff: float | 
                    angular_eta=float(p["angular_eta"][0]), angular_zeta=float(p["angular_zeta"][0]),
                    angular_start=_round(a[0]), angular_num_shifts=len(a),
                    angular_cutoff=angular_cutoff or _infer_cutoff(a), angular_num_sections=len(p["angular_sections"]))
-    _check_aev(options, p, where)
+    check_aev_constants(options, p, where)
     return options
 
 
@@ -195,43 +191,3 @@ def _infer_cutoff(shifts: torch.Tensor) -> float:
 
 def _round(value) -> float:
     return round(float(value), 4)  # the stored float32 shifts carry ~1e-7 noise
-
-
-def _check_aev(options: dict, p: dict, where: str) -> None:
-    """Rebuild the shifts and sections from `options` and compare with the file's."""
-    config = ANIConfig(elements=[1], hidden={"H": [1]}, **options)
-    aev = ANI(config).aev
-    rebuilt = {"radial_shifts": aev.radial.shifts, "angular_shifts": aev.angular.shifts,
-               "angular_sections": aev.angular.sections}
-    for name, tensor in rebuilt.items():
-        if tensor.shape != p[name].shape or not torch.allclose(tensor.double(), p[name], atol=1e-5):
-            raise UserError(f"{where}: AEV {name} {p[name].tolist()} are not evenly spaced as ANI's; "
-                            "this AEV cannot be converted")
-
-
-def _member(config: ANIConfig, layers: dict, self_energies: list[float], head: str, where: str) -> ANI:
-    model = ANI(config)
-    dtype = next(iter(layers.values()))[0][0].dtype
-    model = model.to(dtype)
-    in_dim = model.aev.out_dim
-    weights = {}
-    for sym, stack in layers.items():
-        if stack[0][0].shape[1] != in_dim:
-            raise UserError(f"{where}: network {sym} takes {stack[0][0].shape[1]} features, the AEV gives {in_dim}")
-        for k, (w, b) in enumerate(stack[:-1]):
-            weights[f"networks.{sym}.layers.{2 * k}.weight"] = w
-            weights[f"networks.{sym}.layers.{2 * k}.bias"] = b
-        w, b = stack[-1]
-        if w.shape[0] != 1:
-            raise UserError(f"{where}: network {sym} has {w.shape[0]} outputs; ANI energy networks have 1")
-        weights[f"networks.{sym}.heads.{head}.weight"] = w * HARTREE_TO_EV
-        weights[f"networks.{sym}.heads.{head}.bias"] = b * HARTREE_TO_EV
-    missing = set(model.state_dict()) - set(weights) - {"reference_energies"}
-    if missing:
-        raise UserError(f"{where}: no weights for {sorted(missing)[:3]}")
-    model.load_state_dict({**weights, "reference_energies": model.reference_energies}, strict=True)
-    with torch.no_grad():  # NN_Z(0), which our ANI subtracts, folded into the reference energy
-        for k, net in enumerate(model.networks.values()):  # in config.elements order
-            zero = copy.deepcopy(net).double()(torch.zeros(1, in_dim, dtype=torch.float64))[0, 0]
-            model.reference_energies[0, k] = self_energies[k] * HARTREE_TO_EV + float(zero)
-    return model.eval()

@@ -47,7 +47,7 @@ def test_packaged_registry_is_valid_and_its_shipped_files_match():
 
     for entry in entries.values():
         assert entry.fidelities and entry.elements and entry.license, entry.name
-        assert entry.url or entry.path
+        assert entry.url or entry.path or entry.neurochem
         if entry.shipped:  # a shipped file is verified too: its sha256 must be in registry.json
             assert file_sha256(entry.path) == entry.sha256, f"{entry.name}: set sha256 in registry.json"
             header = read_header(entry.path)
@@ -91,7 +91,7 @@ def test_unknown_name_suggests_close_ones():
     ({"url": "https://example.org/m.safetensors"}, "needs its sha256"),
     ({"url": "https://example.org/m.safetensors", "sha256": "abc"}, "64 hex digits"),
     ({"path": "../outside.safetensors"}, "must stay inside"),
-    ({"description": "nothing to fetch"}, "needs a 'url' or a 'path'"),
+    ({"description": "nothing to fetch"}, "needs a 'url', a 'path' or a 'neurochem' model"),
     ({"path": "m.safetensors", "colour": "blue"}, r"unknown field\(s\) \['colour'\]"),
     ({"path": "m.safetensors", "size": -1}, "size must be"),
 ])

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from foundation.errors import CheckpointError, UserError
+from foundation.hub import ani_zoo
 from foundation.hub.cache import cache_dir, file_sha256, is_offline
 from foundation.hub.download import download, safetensors_problem
 from foundation.hub.registry import RegistryEntry, get_entry, is_registered
@@ -53,12 +54,19 @@ def resolve(name_or_url: str | os.PathLike, *, progress: bool = True,
 
 
 def fetch_entry(entry: RegistryEntry, *, progress: bool = True, force: bool = False) -> Path:
-    """The verified local file of a registry entry: the shipped copy, else the cached download."""
-    if entry.shipped:
+    """The verified local file of a registry entry: the shipped copy, else the cached download.
+    `force` downloads again; for a model of the ANI zoo it rebuilds the conversion from the
+    published files even when a copy is shipped."""
+    if entry.shipped and not (force and entry.neurochem):
         if entry.sha256 and file_sha256(entry.path) != entry.sha256:
+            if entry.neurochem and ani_zoo.cached_model(entry.neurochem).is_file():
+                return ani_zoo.fetch(entry.neurochem, progress=progress)  # rebuilt by an earlier --refresh
+            hint = f" or rebuild it: foundation hub download {entry.name} --refresh" if entry.neurochem else ""
             raise CheckpointError(f"{entry.path}: the installed file of model {entry.name!r} does not match "
-                                  "its registry sha256; reinstall foundation")
+                                  f"its registry sha256; reinstall foundation{hint}")
         return entry.path
+    if entry.neurochem:
+        return ani_zoo.fetch(entry.neurochem, refresh=force, progress=progress)
     if entry.url is None:
         raise UserError(f"model {entry.name!r}: its file {entry.path} is not installed and the registry "
                         f"({entry.source}) gives no url to download it from")

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from foundation.errors import UserError
+from foundation.hub.ani_manifest import attribution, load_manifest
 from foundation.hub.ani_weights import ani_member, check_aev_constants
 from foundation.hub.neurochem import NeurochemModel, ReadBytes, directory_reader, find_info, read_model
 from foundation.models.ani import ANIConfig
@@ -76,8 +77,6 @@ def convert(read: ReadBytes, info: str, *, member: int | None = None, head: str 
     """(model, header metadata) of the model whose .info file `read` reads as `info`. The
     metadata attribute the model to the published zoo when every file read matches the zoo's
     manifest (`manifest`, default the packaged copy) by sha256."""
-    from foundation.hub.ani_zoo import attribution, load_manifest
-
     where = where or info
     head = head or head_for(info)
     if head is None:

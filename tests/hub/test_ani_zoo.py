@@ -14,7 +14,7 @@ import torch
 
 import foundation
 from foundation.errors import CheckpointError, UserError
-from foundation.hub import ani_zoo
+from foundation.hub import ani_manifest, ani_zoo
 from foundation.hub.format import read_header
 
 ZOO = Path(__file__).resolve().parents[2].parent / "shared" / "ani-model-zoo"
@@ -74,7 +74,7 @@ def zoo_server(monkeypatch, tmp_path):
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ZooHandler)
     httpd.daemon_threads = True
     httpd.requests, httpd.faults, httpd.dropped = [], {}, set()
-    monkeypatch.setenv(ani_zoo.BASE_URL_ENV, f"http://127.0.0.1:{httpd.server_address[1]}/")
+    monkeypatch.setenv(ani_manifest.BASE_URL_ENV, f"http://127.0.0.1:{httpd.server_address[1]}/")
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield httpd
@@ -92,9 +92,9 @@ def test_ani2x_downloads_verified_resumes_and_then_works_offline(zoo_server, tmp
     zoo_server.faults[LAYER] = "drop_once"
     model = foundation.load_pretrained("ani-2x", device="cpu")
     assert (LAYER, None) in zoo_server.requests and any(p == LAYER and r for p, r in zoo_server.requests)
-    manifest = ani_zoo.load_manifest()
+    manifest = ani_manifest.load_manifest()
     fetched = {p for p, _ in zoo_server.requests}
-    wanted = ani_zoo.model_files(manifest, "ani-2x_8x")
+    wanted = ani_manifest.model_files(manifest, "ani-2x_8x")
     assert fetched <= {"/" + p for p in wanted}  # files with the same bytes (sha256) are fetched once
     assert len(fetched) == len({manifest["files"][p]["sha256"] for p in wanted})
     cached = ani_zoo.cached_model("ani-2x_8x")

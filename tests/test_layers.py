@@ -17,8 +17,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 # Repository folder -> the package name it installs as (setup.py maps the last three).
 FOLDERS = {"foundation": "foundation", "recipes": "foundation.recipes",
@@ -128,8 +126,6 @@ def test_data_knows_no_model():
     assert _violations(_under("foundation.data"), ["foundation.models"]) == []
 
 
-@pytest.mark.xfail(strict=False, reason="hub/load.py reads training checkpoints through foundation.train; "
-                                        "the hub helper is moving that (issue 17)")
 def test_the_hub_knows_no_trainer():
     assert _violations(_under("foundation.hub"), ["foundation.train"]) == []
 
@@ -169,8 +165,6 @@ def test_the_cycle_finder_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-@pytest.mark.xfail(strict=False, reason="foundation.hub.load and foundation.hub.resolve import each other; "
-                                        "the hub helper is untangling them (issue 17)")
 def test_no_import_cycles_in_the_library():
     # The package's __init__ is left out: it is a facade of lazy wrappers (load_pretrained,
     # calculator, finetune) that modules reach only for `__version__`.

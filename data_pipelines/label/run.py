@@ -22,12 +22,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from foundation.atomic import write_text_atomic as _write_atomic
 from foundation.pipelines.label.levels import get_level
 from foundation.pipelines.label.plan import Structure, expand
 from foundation.pipelines.label.store import LabelStore
+from foundation.progress import progress_bar
 
 
 def _init_worker() -> None:
@@ -74,7 +74,7 @@ def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 
         tasks = [(s, fid) for s in structures for fid in s.levels if (s.id, fid) not in store.done]
         counts = {"ok": 0, "unconverged": 0, "failed": 0, "skipped": sum(len(s.levels) for s in structures) - len(tasks)}
         tasks = tasks[:max_tasks] if max_tasks is not None else tasks
-        bar = tqdm(total=len(tasks), desc="labelling", unit="calc", disable=not progress, smoothing=0.05)
+        bar = progress_bar(total=len(tasks), desc="labelling", unit="calc", enabled=progress, smoothing=0.05)
         while tasks:
             tasks, suspects = _run_pool(tasks, store, workers, counts, bar, 2 * workers)
             while suspects:  # in flight when a worker died: rerun them one at a time to find which killed it

@@ -38,11 +38,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from foundation.pipelines.convert.common import parse_fractions
     from foundation.data.shards.manifest import load_manifest
     from foundation.errors import UserError
+    from foundation.pipelines.convert.common import parse_fractions
+    from foundation.progress import progress_bar
 
     fmt = args.format or ("ani-h5" if Path(args.input).suffix.lower() in _H5_SUFFIXES else "ase")
     fractions = parse_fractions(args.split)
@@ -56,7 +55,7 @@ def run(args) -> int:
                             "--format ase; for HDF5 use --key-map (levels of theory come from its keys)")
         key_map = ani_h5.parse_key_map(args.key_map) if args.key_map else dict(ani_h5.DEFAULT_KEY_MAP)
         total = sum(ani_h5.scan(args.input, key_map).values())
-        with tqdm(total=total, unit="conf", desc="convert", disable=None) as bar:
+        with progress_bar(total=total, unit="conf", desc="convert") as bar:
             path = ani_h5.convert_ani_h5(args.input, args.out_dir, key_map, fractions, args.seed, max_bytes,
                                          command=command, progress=bar.update)
     else:
@@ -67,7 +66,7 @@ def run(args) -> int:
         if not args.energy_key or not args.fidelity:
             raise UserError(f"{args.input}: --energy-key and --fidelity are required for ASE-readable files")
         level = {k: v for k, v in (("method", args.method), ("basis", args.basis), ("program", args.program)) if v}
-        with tqdm(unit="conf", desc="convert", disable=None) as bar:
+        with progress_bar(unit="conf", desc="convert") as bar:
             path = convert_ase(args.input, args.out_dir, args.energy_key, args.fidelity, args.forces_key,
                                fractions, args.seed, max_bytes, level, command, bar.update,
                                split_by=args.split_by)

@@ -82,7 +82,8 @@ def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nv
     from ase.constraints import FixCom
     from ase.md.velocitydistribution import Stationary, ZeroRotation
     from ase.md.verlet import VelocityVerlet
-    from tqdm import tqdm
+
+    from foundation.progress import progress_bar
 
     rng = np.random.default_rng(seed)
     if temperature > 0:
@@ -98,7 +99,7 @@ def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nv
         dyn = Langevin(atoms, timestep=dt * units.fs, temperature_K=temperature, friction=friction / units.fs,
                        fixcm=False, rng=rng)
     energies, temperatures = [], []
-    bar = tqdm(total=steps, unit="step", desc=f"md {ensemble}", disable=None if progress else True)
+    bar = progress_bar(total=steps, unit="step", desc=f"md {ensemble}", enabled=progress)
 
     def record():
         epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()

@@ -1,4 +1,4 @@
-"""Verified, resumable downloads into the cache (stdlib `urllib`, a `tqdm` progress bar).
+"""Verified, resumable downloads into the cache (stdlib `urllib`, a `foundation.progress` bar).
 
 What a download promises:
 - the bytes go to `<name>.part` beside their final place and are renamed only once verified, so a
@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 
 from foundation.errors import CheckpointError, UserError
 from foundation.hub.cache import cache_dir, cache_path, file_sha256, is_offline
+from foundation.progress import progress_bar
 
 DEFAULT_TIMEOUT = 60.0  # s, per connection attempt and per read
 MAX_REDIRECTS = 5
@@ -135,8 +136,6 @@ def _check_url(url: str) -> None:
 
 def _fetch(url: str, part: Path, timeout: float, max_redirects: int, progress: bool, label: str) -> None:
     """Append the rest of `url` to `part`, resuming from its current size."""
-    from tqdm import tqdm
-
     have = part.stat().st_size if part.exists() else 0
     try:
         response = _open(url, have, timeout, max_redirects)
@@ -152,8 +151,8 @@ def _fetch(url: str, part: Path, timeout: float, max_redirects: int, progress: b
         total = have + expected if expected is not None else None
         received = 0
         with open(part, "ab" if have else "wb") as f, \
-                tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                     desc=label, disable=None if progress else True) as bar:
+                progress_bar(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
+                             desc=label, enabled=progress) as bar:
             while True:
                 try:
                     chunk = response.read(_CHUNK)

@@ -1,5 +1,5 @@
 """Where metrics go: `metrics.csv` in the run directory always, wandb when asked (`logger=wandb`;
-offline mode writes under the run directory and needs no network), and a tqdm bar with the loss
+offline mode writes under the run directory and needs no network), and a progress bar with the loss
 and atoms/s on rank 0."""
 
 from __future__ import annotations
@@ -99,9 +99,9 @@ class ProgressBar:
     def __init__(self, enabled: bool, start: int, total: int):
         self.bar = None
         if enabled:
-            from tqdm import tqdm
+            from foundation.progress import progress_bar
 
-            self.bar = tqdm(initial=start, total=total, unit="step", dynamic_ncols=True)
+            self.bar = progress_bar(initial=start, total=total, unit="step", dynamic_ncols=True)
 
     def update(self, step: int, metrics: dict[str, float]) -> None:
         if self.bar is None:

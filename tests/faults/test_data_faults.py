@@ -25,7 +25,7 @@ from foundation.errors import DataError, UserError
 from foundation.pipelines.synthetic import DFT, synthetic_samples
 from foundation.train.trainer import Trainer
 
-from .conftest import FIDELITY, file_data, metric_rows
+from tests.conftest import FIDELITY, file_data, metric_rows
 
 BAD = {3: "nan energy", 5: "atoms too close", 7: "missing key", 9: "inf forces"}
 

@@ -24,7 +24,7 @@ from foundation.models import build_model
 from foundation.pipelines.synthetic import synthetic_samples
 from foundation.train.checkpoint import list_checkpoints, read_checkpoint
 
-from .conftest import TINY_MODEL, cli_overrides
+from tests.conftest import TINY_MODEL, cli_overrides
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 

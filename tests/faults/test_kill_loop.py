@@ -24,7 +24,7 @@ from foundation.train.checkpoint import list_checkpoints, read_checkpoint
 from foundation.train.compose import load_run_config
 from foundation.train.trainer import Trainer
 
-from .conftest import cli_overrides, metric_rows
+from tests.conftest import cli_overrides, metric_rows
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS = 60

@@ -22,7 +22,7 @@ from foundation.pipelines.synthetic import synthetic_samples
 from foundation.train.checkpoint import list_checkpoints
 from foundation.train.trainer import Trainer
 
-from .conftest import cli_overrides
+from tests.conftest import cli_overrides
 
 
 def test_a_step_with_an_infinite_gradient_and_a_finite_loss_is_skipped_and_counted(tiny_run):

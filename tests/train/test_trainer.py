@@ -21,7 +21,9 @@ from foundation.loading import load_model
 from foundation.train.checkpoint import list_checkpoints
 from foundation.train.trainer import Trainer, TrainingDiverged
 
-from .conftest import FIDELITY, HookedData
+from tests.conftest import FIDELITY
+
+from .conftest import HookedData
 
 
 def _rows(run_dir):

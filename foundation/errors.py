@@ -16,3 +16,9 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint or weights file that is not what it claims to be."""
+
+
+class BadStructureError(DataError, ValueError):
+    """Positions or a cell that no model may be given: non-finite, absurdly far from the origin,
+    or a singular cell marked periodic. A `ValueError` too, so that ASE optimisers and MD (and
+    any caller catching `ValueError`) stop cleanly on it."""

@@ -8,6 +8,10 @@ Stress is a strain derivative: a symmetric strain ε (zero-valued, differentiabl
 and cell inside torch, r' = r (1 + ε), h' = h (1 + ε), and σ = (1/V) ∂E/∂ε. Periodic image shifts
 are built from the cell by the model's neighbour list, so they follow the strain too. Forces and
 stress come from one backward pass.
+
+Positions and cell are checked first (`foundation.data.geometry`): NaN, inf, an atom more than
+1e4 Å from the origin or a singular periodic cell raise `foundation.errors.BadStructureError`, a
+`ValueError` naming the atom.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from foundation.data.batch import collate
+from foundation.data.geometry import check_geometry
 from foundation.data.sample import Sample
 from foundation.dtypes import torch_dtype
 
@@ -62,8 +67,11 @@ class FoundationCalculator(Calculator):
         strained = bool(atoms.pbc.all())
         if "stress" in properties and not strained:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")
-        sample = Sample(atoms.numbers, atoms.positions, cell=np.asarray(atoms.cell), pbc=atoms.pbc,
-                        source=f"atoms {atoms.get_chemical_formula()}")
+        where = f"atoms {atoms.get_chemical_formula()}"
+        # BadStructureError (a ValueError): an optimiser or MD run stops on it, cleanly, instead of
+        # the neighbour list or a NaN gradient taking the process down
+        check_geometry(atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc, where)
+        sample = Sample(atoms.numbers, atoms.positions, cell=np.asarray(atoms.cell), pbc=atoms.pbc, source=where)
         batch = collate([sample], fidelities=[], dtype=self.model.dtype).to(self.device)
         leaf = batch.positions.detach().requires_grad_(True)
         strain = torch.zeros(3, 3, dtype=leaf.dtype, device=self.device, requires_grad=strained)

@@ -105,14 +105,13 @@ def atoms_to_sample(atoms: ase.Atoms, energy_key: str, forces_key: str | None, f
     forces = {}
     if forces_key is not None:
         forces[fidelity] = np.asarray(_label(atoms, forces_key, "forces", source, per_atom=True), float)
-    if group_key is not None:
-        molecule = str(_label(atoms, group_key, "group", source, per_atom=False))
-    else:
-        molecule = molecule_key(atoms.numbers, atoms.positions)
+    group = str(_label(atoms, group_key, "group", source, per_atom=False)) if group_key is not None else ""
     sample = Sample(numbers=atoms.numbers, positions=atoms.positions, energies={fidelity: energy},
-                    forces=forces, cell=np.asarray(atoms.cell), pbc=atoms.pbc, molecule=molecule,
-                    source=source)
-    return sample.validate()
+                    forces=forces, cell=np.asarray(atoms.cell), pbc=atoms.pbc, molecule=group,
+                    source=source).validate()
+    # Only now: the key's k-d tree must never see a position that validation refuses (NaN, 1e10 Å)
+    sample.molecule = group or molecule_key(sample.numbers, sample.positions)
+    return sample
 
 
 def _label(atoms: ase.Atoms, key: str, what: str, source: str, per_atom: bool):

@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from foundation.data.geometry import check_geometry
 from foundation.errors import DataError
 
 MIN_DISTANCE = 0.5  # Å; closer atoms mean a broken geometry, not chemistry
@@ -56,14 +57,16 @@ class Sample:
         return set(self.energies) | set(self.forces)
 
     def validate(self) -> "Sample":
-        """Raise `DataError` naming `source` when the sample cannot be trained on."""
+        """Raise `DataError` naming `source` when the sample cannot be trained on: positions and
+        cell as `foundation.data.geometry.check_geometry` (`BadStructureError`), finite labels of
+        the right shapes, atoms of a molecule at least `MIN_DISTANCE` apart."""
         where = self.source or "sample"
         if self.n_atoms == 0:
             raise DataError(f"{where}: structure has no atoms")
         if len(self.positions) != self.n_atoms:
             raise DataError(f"{where}: {len(self.positions)} positions for {self.n_atoms} atoms")
-        if not np.isfinite(self.positions).all():
-            raise DataError(f"{where}: positions contain NaN or inf")
+        # Before anything else reads them (labels, distances, the molecule key, the neighbour list)
+        check_geometry(self.numbers, self.positions, self.cell, self.pbc, where)
         for fid, e in self.energies.items():
             if not math.isfinite(e):
                 raise DataError(f"{where}: energy for fidelity {fid!r} is {e}")

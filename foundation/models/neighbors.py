@@ -14,6 +14,7 @@ import torch
 import vesin
 
 from foundation.data.batch import AtomsBatch
+from foundation.data.geometry import periodic_height
 from foundation.errors import UserError
 
 # Space between molecules laid side by side (beyond the cutoff), Å.
@@ -72,9 +73,8 @@ def _molecule_pairs(positions: np.ndarray, owner: np.ndarray, periodic: np.ndarr
     pos = positions[atoms]
     local_owner = owner[atoms]
     if local_owner[0] == local_owner[-1]:  # one molecule (MD, calculators): nothing to lay out
-        i, j = _vesin(cutoff).compute(pos, np.zeros((3, 3)), False, "ij")
-        i, j = atoms[i.astype(np.int64)], atoms[j.astype(np.int64)]
-        return i, j, np.zeros((len(i), 3), np.int64)
+        i, j, _ = _vesin_pairs(pos, np.zeros((3, 3)), np.zeros(3, bool), cutoff)
+        return atoms[i], atoms[j], np.zeros((len(i), 3), np.int64)
     first = np.flatnonzero(np.r_[True, local_owner[1:] != local_owner[:-1]])
     low = np.minimum.reduceat(pos, first, axis=0)
     high = np.maximum.reduceat(pos, first, axis=0)
@@ -83,17 +83,65 @@ def _molecule_pairs(positions: np.ndarray, owner: np.ndarray, periodic: np.ndarr
     group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(atoms)]))
     laid_out = pos - low[group]
     laid_out[:, 0] += start_x[group]
-    i, j = _vesin(cutoff).compute(laid_out, np.zeros((3, 3)), False, "ij")
-    i, j = atoms[i.astype(np.int64)], atoms[j.astype(np.int64)]
-    return i, j, np.zeros((len(i), 3), np.int64)
+    i, j, _ = _vesin_pairs(laid_out, np.zeros((3, 3)), np.zeros(3, bool), cutoff)
+    return atoms[i], atoms[j], np.zeros((len(i), 3), np.int64)
 
 
 def _periodic_pairs(positions, start, stop, cell, pbc, cutoff, where):
     try:
-        i, j, s = _vesin(cutoff).compute(positions[start:stop], cell, pbc, "ijS")
+        i, j, s = _vesin_pairs(positions[start:stop], cell, pbc, cutoff)
     except RuntimeError as err:
         raise UserError(f"{where}: cannot build a neighbour list for this periodic cell ({err})") from None
-    return i.astype(np.int64) + start, j.astype(np.int64) + start, s.astype(np.int64)
+    return i + start, j + start, s
+
+
+def _vesin_pairs(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
+    """vesin's pairs within `cutoff`: int64 `i`, `j` and integer cell shifts (zero without pbc).
+
+    vesin's CPU cell list (0.6) shrinks its grid to about `_VESIN_MAX_CELLS` cells when the box
+    needs more, and for a large box far from cubic that shrinking rounds a side to zero cells and
+    divides by zero: SIGFPE, the process dies (a flat molecule 1.7e3 Å across at a 5.2 Å cutoff,
+    a line of atoms 5.1e5 Å long, or molecules laid side by side into such a box). So the search
+    radius grows until vesin's grid needs no shrinking, or is even enough that shrinking is
+    harmless, and the pairs beyond the cutoff are dropped here. Ordinary batches and cells keep
+    radius = cutoff: this costs nothing where vesin was safe."""
+    periodic = bool(pbc.any())
+    radius = _search_radius(_box_sides(points, cell, pbc), cutoff)
+    found = _vesin(radius).compute(points, cell, pbc if periodic else False, "ijS" if periodic else "ij")
+    i, j = found[0].astype(np.int64), found[1].astype(np.int64)
+    s = found[2].astype(np.int64) if periodic else np.zeros((len(i), 3), np.int64)
+    if radius > cutoff:
+        vectors = points[j] - points[i] + s @ cell
+        keep = (vectors * vectors).sum(axis=1) < cutoff * cutoff
+        i, j, s = i[keep], j[keep], s[keep]
+    return i, j, s
+
+
+_VESIN_MAX_CELLS = 1e5  # vesin's MAX_NUMBER_OF_CELLS (vesin/src/cpu_cell_list.cpp)
+_EVEN_ENOUGH = 16  # sides of at most this ratio (in cells) shrink safely; rounding fails past ~300
+
+
+def _search_radius(sides: np.ndarray, cutoff: float) -> float:
+    """The smallest of cutoff × 1.25^k (Å) at which vesin's grid over a box with these `sides`
+    (Å) stays within `_VESIN_MAX_CELLS` or is even enough to shrink safely. Cell counts are
+    bounded from above and below, so vesin's own rounding cannot tip the balance."""
+    radius = cutoff
+    while True:
+        most = np.floor(1.02 * np.maximum(sides, 1.0) / radius) + 1
+        least = np.maximum(np.floor(0.99 * sides / radius), 1.0)
+        if np.prod(most) <= _VESIN_MAX_CELLS or most.max() <= _EVEN_ENOUGH * least.min():
+            return radius
+        radius *= 1.25
+
+
+def _box_sides(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """The widths of the box vesin grids (Å): the cell's heights along periodic directions, the
+    extent of the points along the others."""
+    sides = np.ptp(points, axis=0) if len(points) else np.zeros(3)
+    periodic = np.flatnonzero(pbc)
+    for k in periodic:
+        sides[k] = periodic_height(cell, periodic, k)
+    return sides
 
 
 def _vesin(cutoff: float) -> vesin.NeighborList:

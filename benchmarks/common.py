@@ -295,6 +295,12 @@ def figure(name: str, unit: str, ours, peer, goal: float | None, inputs: dict, r
     return {**out, **extra}
 
 
+def painn_figure(name: str, unit: str, rates: dict, inputs: dict, ours: str) -> dict:
+    """The informational figure of our PaiNN (`rates["painn"]`) against the same TorchANI peer."""
+    return figure(name, unit, rates["painn"], rates["peer"], goal=None, inputs={**inputs, "ours": ours},
+                  note="informational: our message-passing model against TorchANI's ANI-1x; no goal")
+
+
 def explain(fig: dict, limits: str) -> None:
     """Where a goal is missed, say by how much and what limits it (kept in the JSON and the table)."""
     if fig["goal"] is not None and not fig["goal_met"]:

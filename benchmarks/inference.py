@@ -69,9 +69,8 @@ def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPE
                         inputs=inputs, agreement=agreement, profile_ours=shares)
     common.explain(ani, f"the element networks' matrix products ({shares['matmul (element networks / layers)']}% "
                         "of our time) cost the same on both sides")
-    painn_fig = common.figure("painn_inference_vs_torchani", "molecules/s", rates["painn"], rates["peer"],
-                              goal=None, inputs={**inputs, "ours": f"foundation PaiNN {common.painn_size(painn)}"},
-                              note="informational: our message-passing model against TorchANI's ANI-1x; no goal")
+    painn_fig = common.painn_figure("painn_inference_vs_torchani", "molecules/s", rates, inputs,
+                                    f"foundation PaiNN {common.painn_size(painn)}")
     return [ani, painn_fig]
 
 

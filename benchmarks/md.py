@@ -105,11 +105,9 @@ def run(steps: int = STEPS, repeats: int = REPEATS) -> list[dict]:
                         f"the same on both sides, and Python/torch call overhead (hundreds of small ops "
                         f"per step for one 33-atom molecule); without ASE's cost the ratio is "
                         f"{overhead['ratio_without_ase_cost']:.2f}")
-    painn_fig = common.figure("painn_md_vs_torchani", "steps/s", rates["painn"], rates["peer"], goal=None,
-                              inputs={**inputs, "ours": f"FoundationCalculator with foundation PaiNN "
-                                                        f"{common.painn_size(painn)}, random weights, output "
-                                                        "layer scaled by 1e-3 so the molecule stays intact"},
-                              note="informational: our message-passing model against TorchANI's ANI-1x; no goal")
+    painn_fig = common.painn_figure("painn_md_vs_torchani", "steps/s", rates, inputs,
+                                    f"FoundationCalculator with foundation PaiNN {common.painn_size(painn)}, random "
+                                    "weights, output layer scaled by 1e-3 so the molecule stays intact")
     return [ani, painn_fig]
 
 

@@ -104,9 +104,8 @@ def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPE
     common.explain(ani, f"the element networks' matrix products ({shares['matmul (element networks / layers)']}% "
                         "of our step) cost the same on both sides (same sizes, same BLAS); the AEV, where we "
                         "are several times faster, is the rest")
-    painn_fig = common.figure("painn_train_step_vs_torchani", "molecules/s", rates["painn"], rates["peer"],
-                              goal=None, inputs={**inputs, "ours": f"foundation PaiNN {common.painn_size(painn)}"},
-                              note="informational: our message-passing model against TorchANI's ANI-1x; no goal")
+    painn_fig = common.painn_figure("painn_train_step_vs_torchani", "molecules/s", rates, inputs,
+                                    f"foundation PaiNN {common.painn_size(painn)}")
     return [ani, painn_fig]
 
 

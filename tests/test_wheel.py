@@ -100,3 +100,14 @@ def test_every_command_runs_from_an_empty_folder(venv, tmp_path):
     assert "energy drift" in out
     assert "ani-cc-mini" in _run(venv, tmp_path, "foundation", "hub", "list")
     assert "usage" in _run(venv, tmp_path, "python", "-m", "foundation.recipes.demo", "--help")
+
+
+def test_the_test_environment_resolves_the_tools_from_any_folder(tmp_path):
+    """The same names through the install the tests run in (`make install`: `pip install -e`), where
+    setuptools' editable finder maps foundation.recipes -> recipes/ and so on."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    code = ("import foundation.recipes.demo as r, foundation.pipelines.label.run as p, foundation.configs as c; "
+            "from importlib import resources; print(r.__file__, p.__file__, resources.files(c) / 'train.yaml')")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert all(Path(p).is_file() for p in out), out

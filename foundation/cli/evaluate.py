@@ -39,6 +39,9 @@ def add_parser(subparsers) -> None:
                         help="also print the errors of each molecule, worst first (molecules: the file's molecule key, else formulas)")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the scores and per-structure predictions here")
     parser.add_argument("--batch-atoms", type=int, default=1024, help="atoms per batch (default 1024)")
+    parser.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                        help="a structure that cannot be used (missing label, NaN, broken coordinates): stop "
+                             "(raise, the default) or leave it out, warn and count it (skip)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     parser.set_defaults(func=run)
 
@@ -51,10 +54,11 @@ def run(args) -> int:
     from foundation.loading import load_model
 
     # The data first: a wrong key should fail in a second, not after loading a model.
+    skipped: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        samples = read_samples(args.data, args.energy_key, args.forces_key,
-                               fidelity=args.head or "reference", index=args.index)
+        samples = read_samples(args.data, args.energy_key, args.forces_key, fidelity=args.head or "reference",
+                               index=args.index, on_error=args.on_error, skipped=skipped)
     for w in caught:
         print(f"foundation evaluate: warning: {w.message}", file=sys.stderr)
     device = args.device
@@ -63,6 +67,8 @@ def run(args) -> int:
     model = load_model(args.model, device=device)
     result = evaluate(model, samples, head=args.head, batch_atoms=args.batch_atoms)
     result.pop("fidelity")  # the name the labels were read under here, not the user's
+    if skipped:
+        result["skipped_structures"] = len(skipped)
     print(format_table(result, args.model, args.data))
     if args.per_molecule:
         from foundation.evaluation.per_molecule import format_per_molecule, per_molecule
@@ -79,7 +85,8 @@ def run(args) -> int:
 
 def format_table(result: dict, model: str, data: str) -> str:
     lines = [f"{model} on {data}: head {result['head']}, {result['n_structures']} structures, "
-             f"{result['n_atoms']} atoms"]
+             f"{result['n_atoms']} atoms" + (f" ({result['skipped_structures']} skipped)"
+                                             if result.get("skipped_structures") else "")]
     for key, label, unit, fmt in ROWS:
         if key in result:
             value = result[key]

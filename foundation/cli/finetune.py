@@ -20,7 +20,7 @@ after, and writes the model plus a Markdown report with a parity plot.
 overrides (Hydra syntax, key=value; defaults in hydra_configs/recipe/finetune_user.yaml):
   trainer.max_steps=N trainer.lr=X trainer.freeze='[networks.*.layers.0.*]' trainer.device=cpu
   trainer.new_head_from=HEAD data.split=auto|molecule|conformer data.seed=N
-  data.max_atoms_per_batch=N name=RUN out_dir=DIR"""
+  data.max_atoms_per_batch=N data.on_error=raise|skip name=RUN out_dir=DIR"""
 
 
 def add_parser(subparsers) -> None:

@@ -69,7 +69,33 @@ def read_structure(path: str, index: str = "-1"):
         raise UserError(f"{path}: --index {index} selects {len(atoms)} frames; give one (e.g. -1)")
     if len(atoms) == 0:
         raise UserError(f"{path}: structure has no atoms")
+    _check(atoms, path, index)
     return atoms
+
+
+def _check(atoms, path: str, index: str) -> None:
+    """Positions and cell as every structure is checked (`foundation.data.geometry`): one line
+    naming the file, the frame and the atom, before any model sees them."""
+    import numpy as np
+
+    from foundation.data.geometry import check_geometry
+    from foundation.errors import BadStructureError
+
+    cell = np.asarray(atoms.cell)
+    try:
+        check_geometry(atoms.numbers, atoms.positions, cell, atoms.pbc)
+    except BadStructureError:  # again, naming the frame by its place in the file (-1 of 3 frames: 2)
+        check_geometry(atoms.numbers, atoms.positions, cell, atoms.pbc, where=f"{path}:{_frame(path, index)}")
+
+
+def _frame(path: str, index: str) -> str:
+    import ase.io
+
+    try:
+        i = int(index)
+    except ValueError:
+        return index
+    return str(i if i >= 0 else len(ase.io.read(path, index=":")) + i)
 
 
 def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nve", friction: float = 0.01,

@@ -25,6 +25,7 @@ class UserDataConfig:
     seed: int = 0
     max_atoms_per_batch: int = 256
     dtype: str = "float32"
+    on_error: str = "raise"  # raise | skip: a structure that cannot be used stops, or is left out and counted
 
     def __post_init__(self):
         from foundation.data.memory import SPLITS
@@ -42,7 +43,10 @@ class UserDataConfig:
             raise UserError(f"data.max_atoms_per_batch={self.max_atoms_per_batch}: must be > 0")
         if self.dtype not in ("float32", "float64"):
             raise UserError(f"data.dtype={self.dtype!r}: must be float32 or float64")
+        if self.on_error not in ("raise", "skip"):
+            raise UserError(f"data.on_error={self.on_error!r}: must be raise or skip")
         self.samples = None  # set by `finetune`
+        self.skipped: list[str] = []  # why each structure left out (on_error=skip) was, set by `finetune`
 
     def build(self):
         import torch
@@ -62,22 +66,35 @@ class UserDataConfig:
         splitter = split_by_molecule if how == "molecule" else split_by_conformer
         parts = splitter(samples, {"train": 1.0 - self.val_fraction, "val": self.val_fraction}, self.seed)
         dtype = {"float32": torch.float32, "float64": torch.float64}[self.dtype]
-        return InMemoryData(parts["train"], parts["val"], (), self.max_atoms_per_batch, dtype, split_by=how)
+        return InMemoryData(parts["train"], parts["val"], (), self.max_atoms_per_batch, dtype, split_by=how,
+                            skipped=len(self.skipped))
 
 
-def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
-                   index: str = ":") -> tuple[list, str]:
+def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str, index: str = ":",
+                   on_error: str = "raise", skipped: list[str] | None = None) -> tuple[list, str]:
     """(samples, a name for messages) from a file path or a sequence of `ase.Atoms`. Energies are
-    taken as eV, forces as eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol."""
+    taken as eV, forces as eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol. With
+    `on_error="skip"` a structure that cannot be used is left out and its reason appended to
+    `skipped` (as `foundation.data.ase_io.read_samples`)."""
     from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_samples
 
     if isinstance(data, (str, os.PathLike)):
-        return read_samples(data, energy_key, forces_key, fidelity, index), str(data)
+        return read_samples(data, energy_key, forces_key, fidelity, index, on_error=on_error,
+                            skipped=skipped), str(data)
     images = list(data) if isinstance(data, Sequence) else None
     if not images or not all(hasattr(a, "get_atomic_numbers") for a in images):
         raise UserError("data: expected a file path or a non-empty list of ase.Atoms")
-    samples = [atoms_to_sample(a, energy_key, forces_key, fidelity, f"atoms[{i}]")
-               for i, a in enumerate(images)]
+    samples = []
+    for i, atoms in enumerate(images):
+        try:
+            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"atoms[{i}]"))
+        except DataError as e:
+            if on_error != "skip":
+                raise
+            if skipped is not None:
+                skipped.append(str(e))
+    if not samples:
+        raise DataError(f"none of the {len(images)} structures given can be used (the first: {skipped[0]})")
     where = f"the {len(samples)} structures given"
     check_energy_unit(samples, fidelity, where=where)
     return samples, where

@@ -46,7 +46,8 @@ def describe(trainer, model_name: str, where: str, samples, fidelity: str, copie
     pretrained_heads = [h for h in trainer.model.heads if h != fidelity or not copied_from]
     return "\n".join([
         f"model: {model_name} (heads {', '.join(pretrained_heads)}); {head}",
-        f"data: {where}: {len(samples)} structures, elements {', '.join(symbol(z) for z in elements)}",
+        f"data: {where}: {len(samples)} structures, elements {', '.join(symbol(z) for z in elements)}"
+        + (f"; {len(data_config.skipped)} skipped (data.on_error=skip)" if getattr(data_config, "skipped", None) else ""),
         f"split: by {data.split_by} ({why}): {len(data.train)} training, {len(data.val)} validation structures",
         "reference energies of the head refit by least squares: "
         + ", ".join(f"{symbol(z)} {e:.4f} eV" for z, e in refs.items()),

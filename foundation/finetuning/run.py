@@ -54,7 +54,8 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     started = time.perf_counter()
     config = compose_config(fidelity, val_fraction, overrides, verbose)
     fidelity = config.data.fidelity
-    samples, where = read_user_data(data, energy_key, forces_key, fidelity, index)
+    skipped: list[str] = []  # with data.on_error=skip: the structures left out, and why
+    samples, where = read_user_data(data, energy_key, forces_key, fidelity, index, config.data.on_error, skipped)
     pretrained, model_name = _load(model)
     check_elements(pretrained, samples, model_name)
     check_count(samples, where)
@@ -63,7 +64,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
         copied_from = config.trainer.new_head_from or pretrained.default_head or pretrained.heads[0]
         config.trainer.new_head_from = copied_from
     config.trainer.init_from = _init_path(model, pretrained, config.run_dir)
-    config.data.samples = samples
+    config.data.samples, config.data.skipped = samples, skipped
 
     trainer = Trainer(config)
     data_module = trainer.data

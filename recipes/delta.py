@@ -48,7 +48,8 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     torch.manual_seed(int(cfg["trainer"].get("seed", 0)))  # the correction's initial weights
     base = one_member(load_model(pretrained), cfg["trainer"].get("init_member"), str(pretrained))
     model = DeltaModel.from_base(base, settings.get("base_head", "wb97x_631gs"),
-                                 list(settings.get("heads") or ["ccsdt_ccpvdz"]), correction)
+                                 list(settings.get("heads") or ["ccsdt_ccpvdz"]), correction,
+                                 keep_base_head=bool(settings.get("keep_base_head", True)))
     samples = training_samples(instantiate(cfg["data"], "data").build())
     fitted = samples is not None
     if fitted:
@@ -69,7 +70,7 @@ def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64) -> dict[
 
     base_refs = model.base.reference_energies_dict()[model.config.base_head]
     offsets = {}
-    for head in model.heads:
+    for head in model.config.heads:  # the corrected heads; a passed-through base head stays the base's
         labelled = [s for s in samples if head in s.energies]
         if not labelled:
             continue

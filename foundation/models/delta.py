@@ -9,6 +9,10 @@ target head's *reference energies* are the composite's: the base head's plus the
 Setting them (the trainer's least-squares refit on CC energies) writes `fitted − base` into the
 correction, so an isolated atom's energy is exactly the head's reference, as in every model, and
 a fresh correction head (zero output layer) starts as base energy + per-element offset.
+
+With `keep_base_head`, the base head is also a head of the composite, passed through unchanged
+(its references are the base's and cannot be set): a model transferred to CC by Δ-learning still
+answers at the level it was pretrained on, exactly as before.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ class DeltaConfig(ModelConfig):
     base: dict[str, Any] = dataclasses.field(default_factory=lambda: {"name": "ani"})
     base_head: str = "wb97x_631gs"
     delta: dict[str, Any] | None = None
+    keep_base_head: bool = False  # also expose base_head, passed through from the frozen base
 
     def __post_init__(self):
+        if self.keep_base_head and self.base_head in self.heads:  # given as the exposed heads (an ensemble's)
+            self.heads = [h for h in self.heads if h != self.base_head]
         base = _normalised(self.base, "base")
         if self.elements is None:
             self.elements = list(base["elements"])
@@ -96,15 +103,20 @@ class DeltaModel(PotentialModel):
         self._base_row = base.head_index(config.base_head)
         self._base_columns = [base.elements.index(z) for z in config.elements]
 
+    @property
+    def heads(self) -> list[str]:
+        """The corrected heads, then the base head when it is passed through."""
+        return self.config.heads + ([self.config.base_head] if self.config.keep_base_head else [])
+
     @classmethod
     def from_base(cls, base: PotentialModel, base_head: str, target_head: str | Sequence[str],
-                  delta_config: Mapping[str, Any] | None = None) -> "DeltaModel":
+                  delta_config: Mapping[str, Any] | None = None, keep_base_head: bool = False) -> "DeltaModel":
         """A correction on top of (a copy of) the trained `base`, for `target_head`(s). The
         correction's output layers start at zero, so the model starts as the base at `base_head`
         (its reference energies too, until refit)."""
         heads = [target_head] if isinstance(target_head, str) else list(target_head)
         config = DeltaConfig(base=dataclasses.asdict(base.config), base_head=base_head, heads=heads,
-                             elements=list(base.elements),
+                             elements=list(base.elements), keep_base_head=keep_base_head,
                              delta=dict(delta_config) if delta_config is not None else None)
         delta = build_model(config.delta).to(base.dtype)
         for head in heads:
@@ -114,10 +126,13 @@ class DeltaModel(PotentialModel):
     @property
     def reference_energies(self) -> Tensor:  # (heads, elements) float64 eV: base + correction
         base = self.base.reference_energies[self._base_row, self._base_columns]
-        return self.delta.reference_energies + base
+        rows = self.delta.reference_energies + base
+        return torch.cat([rows, base[None]]) if self.config.keep_base_head else rows
 
     def set_reference_energies(self, head: str, energies: Mapping[int | str, float]) -> None:
         """The composite's references for `head`: the correction gets `energies − base`."""
+        if head == self.config.base_head:
+            raise UserError(f"head {head!r} is the frozen base's, passed through: its reference energies stay the base's")
         base = self._base_references()
         shifted = {}
         for key, value in energies.items():
@@ -143,7 +158,11 @@ class DeltaModel(PotentialModel):
             self.head_index(h)  # a clear error for an unknown head
         self.element_indices(batch)  # ... and for an element this model does not cover
         base = self.base.atomic_energies(batch, [self.config.base_head], positions)  # (N, 1)
-        return base + self.delta.atomic_energies(batch, heads, positions)
+        corrected = [h for h in heads if h != self.config.base_head]
+        if len(corrected) == len(heads):
+            return base + self.delta.atomic_energies(batch, heads, positions)
+        columns = iter((base + self.delta.atomic_energies(batch, corrected, positions)).unbind(1) if corrected else ())
+        return torch.stack([base[:, 0] if h == self.config.base_head else next(columns) for h in heads], dim=1)
 
     def train(self, mode: bool = True) -> "DeltaModel":
         super().train(mode)

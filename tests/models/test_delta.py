@@ -102,3 +102,24 @@ def test_config_errors():
         DeltaConfig(base={"name": "nope"})
     config = DeltaConfig(base={**SMALL, "elements": [1, 6, 8], "hidden": None})
     assert config.elements == [1, 6, 8] and config.delta["hidden"] == {s: [32, 16] for s in "HCO"}
+
+
+def test_kept_base_head_answers_exactly_as_the_frozen_base(base, batch, tmp_path):
+    from foundation.hub.format import load_model_file, save_model
+
+    model = DeltaModel.from_base(base, DFT, CC, dict(SMALL), keep_base_head=True)
+    with torch.no_grad():  # a trained correction: the CC head moves away from the base
+        for p in model.delta.parameters():
+            p.add_(0.05)
+    assert model.heads == [CC, DFT]
+    reloaded = load_model_file(save_model(model, tmp_path / "delta.safetensors")).double()
+    for m in (model, reloaded):
+        out, reference = m(batch, head=DFT), base(batch, head=DFT)
+        torch.testing.assert_close(out["energy"], reference["energy"], rtol=0, atol=1e-9)
+        torch.testing.assert_close(out["forces"], reference["forces"], rtol=0, atol=1e-9)
+        assert m.reference_energies_dict()[DFT] == base.reference_energies_dict()[DFT]
+        both = m.atomic_energies(batch, [DFT, CC])
+        torch.testing.assert_close(both[:, 1], m.atomic_energies(batch, [CC])[:, 0])
+        assert not torch.allclose(both[:, 0], both[:, 1])
+    with pytest.raises(UserError, match="frozen base's"):
+        model.set_reference_energies(DFT, {"H": -13.0})

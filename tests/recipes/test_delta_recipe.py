@@ -24,7 +24,7 @@ def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny
     assert not torch.equal(after[name], init[name])  # ... and trains
 
     model = load_model(result.model_path)
-    assert isinstance(model, DeltaModel) and model.heads == [CC] and model.config.base_head == DFT
+    assert isinstance(model, DeltaModel) and model.heads == [CC, DFT] and model.config.base_head == DFT
     assert model.config.delta["hidden"]["C"] == [16, 8]  # the correction is the `model` group's
     refs, dft_refs = model.reference_energies_dict()[CC], load_model(pretrained).reference_energies_dict()[DFT]
     assert refs != dft_refs  # refit on the CC energies

@@ -48,7 +48,7 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
     paths = []
     for k, extra in enumerate(member_overrides):
         source = str(pretrained[k % len(pretrained)]) if pretrained else None
-        result = _train_member(recipe, source, [*passed, *extra], quiet)
+        result = train_member(recipe, source, [*passed, *extra], quiet)
         if not quiet:
             print(f"member {k}: {result.status} at step {result.step} -> {result.model_path}", flush=True)
         paths.append(result.model_path)
@@ -74,7 +74,8 @@ def _member_overrides(cfg: dict, folder: Path, k: int) -> list[str]:
     return [f"out_dir={folder}", f"name=member{k}", *seeds]
 
 
-def _train_member(recipe: str | None, source: str | None, overrides: list[str], quiet: bool):
+def train_member(recipe: str | None, source: str | None, overrides: list[str], quiet: bool):
+    """One run of `recipe` (delta included: it builds its composite first) from `source`."""
     if recipe == "delta":
         from foundation.recipes import delta
 

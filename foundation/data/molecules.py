@@ -4,7 +4,10 @@ Conformers of one molecule share a key; isomers (same formula, different bonds) 
 ones. The key is what `foundation.data.split` keeps together, so that no conformer of a test
 molecule is trained on.
 
-Bonds are atom pairs closer than `BOND_FACTOR` × the sum of their covalent radii (ASE's table).
+The bond graph (`foundation.data.bond_graph`) is read with tolerance for what conformer sampling
+does (~1000 K normal-mode sampling, bonds stretched by 0.3 Å). `molecule_key` names one
+structure; `molecule_keys` names the structures of a file together and settles the rare
+ambiguous pair (a stretched 3-membered ring bond) by the molecule's other conformers.
 The graph is summarised by Weisfeiler–Lehman refinement of element labels, a canonical invariant:
 isomorphic graphs always hash equal, and the graphs it cannot tell apart (some regular graphs)
 do not occur as distinct molecules of the same formula in practice.
@@ -14,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
+from collections.abc import Iterable
 
 import numpy as np
 from ase.data import covalent_radii
 from scipy.spatial import cKDTree
 
+from foundation.data.bond_graph import bond_graph
 from foundation.data.elements import symbol
 
-BOND_FACTOR = 1.2  # × (r_cov,i + r_cov,j); tolerates the bond stretching of sampled conformers
+BOND_FACTOR = 1.2  # × (r_cov,i + r_cov,j): the plain rule of `bonds` (the conformer sampler's filter)
 _HASH_CHARS = 12
 
 
@@ -73,7 +78,46 @@ def connectivity_hash(numbers: np.ndarray, bond_pairs: np.ndarray) -> str:
 
 def molecule_key(numbers: np.ndarray, positions: np.ndarray) -> str:
     """`"<Hill formula>-<connectivity hash>"`, e.g. `"C2H6O-1a2b3c4d5e6f"`; positions in Å."""
-    return f"{hill_formula(numbers)}-{connectivity_hash(numbers, bonds(numbers, positions))}"
+    return f"{hill_formula(numbers)}-{connectivity_hash(numbers, bond_graph(numbers, positions).pairs)}"
+
+
+def molecule_keys(structures: Iterable[tuple[np.ndarray, np.ndarray]]) -> list[str]:
+    """`molecule_key` of each (numbers, positions), read together: a structure whose graph
+    becomes a more common graph of the same formula when one of its ambiguous pairs
+    (`BondGraph.ambiguous`) is read the other way takes that graph's key. Two isomers never
+    differ by one such pair (an edit of one bond would leave an atom off its valence, or needs a
+    pair at bonding distance in one and far apart in the other), so this merges conformers only."""
+    graphs, keys = [], []
+    for numbers, positions in structures:
+        graph = bond_graph(numbers, positions)
+        graphs.append((numbers, graph))
+        keys.append(f"{hill_formula(numbers)}-{connectivity_hash(numbers, graph.pairs)}")
+    counts = Counter(keys)
+    most: dict[str, int] = {}  # per formula, the count of its most common key
+    for key, n in counts.items():
+        formula = key.rsplit("-", 1)[0]
+        most[formula] = max(most.get(formula, 0), n)
+    out = list(keys)
+    for k, (numbers, graph) in enumerate(graphs):
+        formula = keys[k].rsplit("-", 1)[0]
+        if counts[keys[k]] == most[formula]:
+            continue  # nothing more common to join
+        bonded = {tuple(p) for p in graph.pairs.tolist()}
+        better = sorted((-counts[alt], alt) for alt in _flipped(numbers, bonded, graph.ambiguous, formula)
+                        if counts[alt] > counts[keys[k]])
+        if better:
+            out[k] = better[0][1]
+    return out
+
+
+def _flipped(numbers: np.ndarray, bonded: set, ambiguous: np.ndarray, formula: str) -> set[str]:
+    """The keys of the graph with one ambiguous pair read the other way."""
+    out = set()
+    for pair in map(tuple, ambiguous.tolist()):
+        other = bonded ^ {pair}
+        pairs = np.array(sorted(other), dtype=np.int64).reshape(-1, 2)
+        out.add(f"{formula}-{connectivity_hash(numbers, pairs)}")
+    return out
 
 
 def _digest(text: str) -> str:

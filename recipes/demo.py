@@ -1,10 +1,17 @@
-"""The main job (`make demo`): pretrain on the embedded DFT data → transfer to the embedded CC
-data with each recipe (finetune, multihead, delta, an ensemble) → evaluate on the held-out CC
-molecules against the DFT model and a CC-from-scratch model, with the learning curve, and print
-the table. Everything lands in `runs/demo/` (report/report.md, parity.png, learning_curve.png,
-results.json).
+"""The main job (`make demo`): how close to CCSD(T) each start gets on the held-out test molecules.
 
-    python -m foundation.recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 3]
+1. the published ANI-1x and ANI-1ccx, evaluated as they are;
+2. our own small DFT pretraining on the embedded ωB97X/6-31G* data, then fine-tuned on CC;
+3. CC from scratch (the ANI-1ccx-R control);
+4. ANI-1x → CC by each transfer recipe (finetune, multihead with DFT replay, delta on frozen
+   ANI-1x), one member each, the recipe chosen on the *validation* molecules;
+5. ANI-1x → CC as an ensemble: member k of ANI-1x transferred into member k by the chosen recipe;
+6. the learning curves: test error against the number of CC structures and of CC molecules, from
+   ANI-1x, from our small pretraining and from scratch;
+7. the table on the test molecules, parity plots, the curves and the per-molecule errors of the
+   ensemble, in `runs/demo/report/` (report.md, parity.png, learning_curve.png, results.json).
+
+    python -m foundation.recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 4]
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ import time
 from pathlib import Path
 
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
-from foundation.recipes.report import learning_curve, write_report
+from foundation.recipes.report import write_report
+
+START = "ani-1x"  # the published foundation every transfer here starts from
 
 
 def stage(title: str) -> float:
@@ -24,35 +33,49 @@ def stage(title: str) -> float:
     return time.perf_counter()
 
 
-def run(out: Path, fast: bool = False, curve: bool = True, members: int = 3) -> dict:
-    from foundation.recipes import delta, ensemble
+def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> dict:
+    from foundation.recipes import ensemble, learning_curve, transfer
 
     base = [f"out_dir={out}", "logger.progress_bar=false"] + (["trainer.max_steps=300"] if fast else [])
     started = time.perf_counter()
-    t = stage("1/7 pretrain on DFT (wB97X/6-31G* energies + forces)")
+    models = {"ANI-1x as published (wB97X head)": START, "ANI-1ccx as published (CCSD(T)*/CBS head)": "ani-1ccx"}
+
+    t = stage("1/6 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC")
     pretrained = train("pretrain", base + ["name=pretrain"], quiet=True)
-    done(pretrained, t)
+    models["ours: DFT-pretrained (wB97X head)"] = pretrained.model_path
     init = [f"trainer.init_from={pretrained.model_path}"]
-    models = {"DFT-pretrained (wB97X head)": pretrained.model_path}
-
-    t = stage("2/7 CC from scratch (the control, ANI-1ccx-R)")
+    models["ours: DFT-pretrained → CC finetune"] = done(train("finetune", base + ["name=finetune", *init], quiet=True), t)
+    t = stage("2/6 CC from scratch (the control, ANI-1ccx-R)")
     models["CC from scratch"] = done(train("scratch", base + ["name=scratch"], quiet=True), t)
-    t = stage("3/7 fine-tune on CC (ANI-1ccx-style transfer)")
-    models["transfer: finetune"] = done(train("finetune", base + ["name=finetune", *init], quiet=True), t)
-    t = stage("4/7 multi-head fine-tune with DFT replay")
-    models["transfer: multihead"] = done(train("multihead", base + ["name=multihead", *init], quiet=True), t)
-    t = stage("5/7 delta-learning: CC - DFT on the frozen DFT model")
-    models["transfer: delta"] = done(delta.run(pretrained.model_path, base + ["name=delta"], quiet=True), t)
-    t = stage(f"6/7 ensemble of {members} fine-tuned members")
-    ens = ensemble.run(members, "finetune", [pretrained.model_path], base + ["name=ensemble"], quiet=True)
-    print(f"   done in {time.perf_counter() - t:.0f} s")
-    models[f"transfer: finetune ensemble x{members}"] = ens["path"]
 
-    stage("7/7 evaluate on the held-out CC molecules" + (" and train the learning curve" if curve else ""))
+    t = stage(f"3/6 {START} → CC by each recipe (member 0), chosen on the validation molecules")
+    compared = transfer.compare(START, transfer.CANDIDATES, base)
+    chosen = transfer.choose(compared)
+    for recipe, run_ in compared.items():
+        models[f"ANI-1x → CC: {recipe} (member 0)"] = run_["model"]
+    print("   validation rel. E RMSE: " + ", ".join(
+        f"{r} {v['validation'][transfer.METRIC]:.2f}" for r, v in compared.items())
+        + f" kcal/mol; chosen: {chosen} ({time.perf_counter() - t:.0f} s)", flush=True)
+
+    t = stage(f"4/6 {START} → CC ensemble: {members} members by {chosen}, member k from member k")
+    ens = ensemble.run(members, chosen, [START], base + ["name=ensemble"], quiet=True)
+    ensemble_label = f"ANI-1x → CC: {chosen} ensemble x{members}"
+    models[ensemble_label] = ens["path"]
+    print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
+
+    rows = None
+    if curve:
+        t = stage("5/6 learning curves: CC structures and CC molecules, three starts")
+        starts = {"from ANI-1x": (chosen, START), "from our small pretraining": ("finetune", str(pretrained.model_path)),
+                  "from scratch": ("scratch", None)}
+        rows = learning_curve.learning_curve(starts, out / "curve", overrides=base[2:])
+        print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
+
+    stage("6/6 evaluate on the held-out CC test molecules")
     results = evaluate_models(models, embedded_samples("test", CC), CC)
-    rows = learning_curve(str(pretrained.model_path), out / "curve", overrides=base[2:]) if curve else None
-    report = write_report(results, out / "report", rows, notes=f"Made by `python -m foundation.recipes.demo` in "
-                          f"{time.perf_counter() - started:.0f} s.")
+    report = write_report(results, out / "report", rows, per_molecule_of=ensemble_label,
+                          notes=f"Made by `python -m foundation.recipes.demo` in {time.perf_counter() - started:.0f} s; "
+                                f"transfer recipe chosen on the validation molecules: {chosen}.")
     print()
     print(markdown_table(results))
     print(f"\nreport: {report}  (total {time.perf_counter() - started:.0f} s)")
@@ -68,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--fast", action="store_true", help="a few hundred steps per stage: a smoke test")
-    parser.add_argument("--no-learning-curve", action="store_true", help="skip the CC learning curve")
-    parser.add_argument("--members", type=int, default=3, help="ensemble members")
+    parser.add_argument("--no-learning-curve", action="store_true", help="skip the learning curves")
+    parser.add_argument("--members", type=int, default=4, help="members of the ANI-1x → CC ensemble (ANI-1x has 8)")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     run(args.out, args.fast, not args.no_learning_curve, args.members)

@@ -14,9 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train, write_atomic, write_json
-
-CURVE_FRACTIONS = (0.125, 0.25, 0.5, 1.0)
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, write_atomic, write_json
 
 
 def parity_plot(results: dict[str, dict], path: Path) -> Path:
@@ -54,63 +52,10 @@ def _relative(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return ref * EV_TO_KCAL_MOL, pred * EV_TO_KCAL_MOL
 
 
-def learning_curve(pretrained: str, out_dir: Path, fractions=CURVE_FRACTIONS, seed: int = 0,
-                   overrides: list[str] | None = None) -> list[dict]:
-    """Train scratch and fine-tuned models on growing random subsets of the CC training structures
-    (written as real shard sets) and evaluate each on the held-out CC molecules."""
-    from foundation.data.shards.manifest import write_manifest
-    from foundation.data.shards.writer import write_shards
-
-    train_cc = embedded_samples("train", CC)
-    val, test = embedded_samples("val", CC), embedded_samples("test", CC)
-    order = np.random.default_rng(seed).permutation(len(train_cc))
-    rows = []
-    for fraction in fractions:
-        n = max(8, int(round(fraction * len(train_cc))))
-        data_dir = out_dir / f"cc_{n}"
-        if not (data_dir / "manifest.json").exists():
-            shards = write_shards([train_cc[i] for i in sorted(order[:n])], data_dir, "train", max_samples_per_shard=50)
-            shards += write_shards(val, data_dir, "val") + write_shards(test, data_dir, "test")
-            write_manifest(data_dir, shards, command=f"foundation.recipes.report learning curve, {n} CC structures, seed {seed}")
-        common = ["data=shards", f"data.path={data_dir}", f"data.fidelities=[{CC}]", f"out_dir={out_dir}",
-                  "logger.progress_bar=false", *(overrides or [])]
-        models = {
-            "scratch": train("scratch", common + [f"name=scratch_{n}"], quiet=True).model_path,
-            "transfer": train("finetune", common + [f"name=finetune_{n}", f"trainer.init_from={pretrained}"],
-                              quiet=True).model_path,
-        }
-        for label, metrics in evaluate_models(models, test, CC).items():
-            rows.append({"n_cc_train": n, "model": label,
-                         "relative_energy_rmse_kcal_mol": metrics["relative_energy_rmse_kcal_mol"],
-                         "energy_rmse_kcal_mol": metrics["energy_rmse_kcal_mol"]})
-        print(f"learning curve: {n} CC structures: " + ", ".join(
-            f"{r['model']} {r['relative_energy_rmse_kcal_mol']:.2f}" for r in rows[-2:]) + " kcal/mol", flush=True)
-    return rows
-
-
-def curve_plot(rows: list[dict], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.5, 3.4))
-    for label in sorted({r["model"] for r in rows}):
-        pts = sorted((r["n_cc_train"], r["relative_energy_rmse_kcal_mol"]) for r in rows if r["model"] == label)
-        ax.plot(*zip(*pts), marker="o", label=label)
-    ax.axhline(1.0, color="0.6", ls="--", lw=0.8, label="chemical accuracy")
-    ax.set(xscale="log", xlabel="CC training structures", ylabel="rel. energy RMSE (kcal/mol)",
-           title="Held-out CC molecules")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def write_report(results: dict[str, dict], out_dir: Path, curve: list[dict] | None = None,
-                 notes: str = "") -> Path:
-    """report.md, results.json, parity.png (and learning_curve.png) in `out_dir`."""
+                 notes: str = "", per_molecule_of: str | None = None) -> Path:
+    """report.md, results.json, parity.png (and learning_curve.png) in `out_dir`; with
+    `per_molecule_of` (a label of `results`), that model's errors per test molecule too."""
     out_dir.mkdir(parents=True, exist_ok=True)
     parity_plot(results, out_dir / "parity.png")
     table = markdown_table(results)
@@ -123,11 +68,16 @@ def write_report(results: dict[str, dict], out_dir: Path, curve: list[dict] | No
         "energies, the quantity ANI-1ccx reports). Forces are compared with the DFT forces.", "",
         table, "", "![parity](parity.png)", ""]
     if curve:
+        from foundation.recipes.learning_curve import curve_plot
+
         curve_plot(curve, out_dir / "learning_curve.png")
-        parts += ["## Learning curve", "", "| CC training structures | model | rel. E RMSE (kcal/mol) |",
-                  "|---:|---|---:|"]
-        parts += [f"| {r['n_cc_train']} | {r['model']} | {r['relative_energy_rmse_kcal_mol']:.3f} |" for r in curve]
+        parts += ["## Learning curve", "", "| CC training | of them structures | model | rel. E RMSE (kcal/mol) |",
+                  "|---:|---:|---|---:|"]
+        parts += [f"| {r['n']} {r['axis']} | {r['n_structures']} | {r['model']} | "
+                  f"{r['relative_energy_rmse_kcal_mol']:.3f} |" for r in curve]
         parts += ["", "![learning curve](learning_curve.png)", ""]
+    if per_molecule_of:
+        parts += _per_molecule_section(per_molecule_of, results[per_molecule_of])
     if notes:
         parts += [notes, ""]
     write_json(out_dir / "results.json", {"models": {k: {m: v for m, v in r.items() if m != "structures"}
@@ -135,17 +85,25 @@ def write_report(results: dict[str, dict], out_dir: Path, curve: list[dict] | No
     return write_atomic(out_dir / "report.md", "\n".join(parts))
 
 
+def _per_molecule_section(label: str, metrics: dict) -> list[str]:
+    from foundation.evaluation.per_molecule import per_molecule
+
+    lines = [f"## Errors per test molecule: {label}", "", "| molecule | structures | rel. E RMSE (kcal/mol) | E MAE (kcal/mol) |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {r['molecule']} | {r['n_structures']} | {r['relative_energy_rmse_kcal_mol']:.3f} | "
+              f"{r['energy_mae_kcal_mol']:.3f} |" for r in per_molecule(metrics["structures"])]
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate models on the held-out CC molecules and write a report.")
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=PATH",
                         help="a model file, run directory or registry name, with its label in the table")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--learning-curve", metavar="PRETRAINED", help="also train the learning curve from this model")
     args = parser.parse_args(argv)
     models = dict(m.split("=", 1) for m in args.model)
     results = evaluate_models(models, embedded_samples("test", CC), CC)
-    curve = learning_curve(args.learning_curve, args.out / "curve") if args.learning_curve else None
-    path = write_report(results, args.out, curve)
+    path = write_report(results, args.out)
     print(markdown_table(results))
     print(f"report: {path}")
     return 0

@@ -29,3 +29,21 @@ def tiny(runs_dir) -> list[str]:
 def pretrained(tiny) -> Path:
     """A smoke-sized model pretrained on the embedded DFT data (150 steps)."""
     return train("pretrain", [*tiny, "name=pretrain", "trainer.max_steps=150"], quiet=True).model_path
+
+
+@pytest.fixture(scope="session")
+def pretrained_ensemble(pretrained, runs_dir) -> Path:
+    """Two members of one architecture with different weights, as a pretrained ensemble file."""
+    import torch
+
+    from foundation.hub.format import save_model
+    from foundation.loading import load_model
+    from foundation.models.ensemble import EnsembleModel
+
+    first, second = load_model(pretrained), load_model(pretrained)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    return save_model(EnsembleModel.from_members([first, second]), runs_dir / "pretrained_ensemble.safetensors")
+

@@ -68,18 +68,6 @@ def test_an_ensemble_of_delta_models_shares_the_frozen_base(pretrained, tiny):
         ensemble.run(2, "delta", [], [*tiny, "name=ensemble_delta_nobase"])
 
 
-@pytest.fixture(scope="module")
-def pretrained_ensemble(pretrained, runs_dir):
-    """Two members of one architecture with different weights, as a pretrained ensemble file."""
-    from foundation.hub.format import save_model
-
-    first, second = load_model(pretrained), load_model(pretrained)
-    with torch.no_grad():
-        for p in second.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    return save_model(EnsembleModel.from_members([first, second]), runs_dir / "pretrained_ensemble.safetensors")
-
-
 def test_an_ensemble_is_never_trained_as_one_network(pretrained_ensemble, tiny):
     from foundation.recipes.common import train
 

@@ -1,0 +1,62 @@
+"""Choosing the transfer recipe on the validation molecules, the learning curves by structures and
+by molecules, and the shipped-model recipe: tiny runs on the embedded data."""
+
+import json
+import math
+
+import pytest
+
+from foundation.loading import load_model
+from foundation.models.delta import DeltaModel
+from foundation.models.ensemble import EnsembleModel
+from foundation.recipes import learning_curve, ship_model, transfer
+from foundation.recipes.common import CC, DFT, embedded_samples
+
+
+def test_choose_takes_the_lowest_validation_error_and_never_a_missing_one():
+    scores = {"finetune": {"validation": {transfer.METRIC: 2.5}}, "delta": {"validation": {transfer.METRIC: 2.4}},
+              "multihead": {"validation": {transfer.METRIC: math.nan}}}
+    assert transfer.choose(scores) == "delta"
+    scores["delta"]["validation"][transfer.METRIC] = 2.5
+    assert transfer.choose(scores) == "finetune"  # a tie goes to the earlier candidate
+
+
+def test_subsets_grow_nested_by_structures_and_by_whole_molecules():
+    samples = embedded_samples("train", CC)
+    by_structures = learning_curve.subsets(samples, "structures", (0.25, 1.0))
+    assert [n for n, _ in by_structures] == [round(0.25 * len(samples)), len(samples)]
+    small, full = (set(map(id, s)) for _, s in by_structures)
+    assert small < full
+    by_molecules = learning_curve.subsets(samples, "molecules", (0.25, 1.0))
+    names = {s.molecule for s in samples}
+    (n_small, small), (n_full, full) = by_molecules
+    assert n_full == len(names) and {s.molecule for s in small} < names and len({s.molecule for s in small}) == n_small
+    kept = {x.molecule for x in small}
+    assert len(small) == sum(s.molecule in kept for s in samples)  # every structure of a chosen molecule
+
+
+def test_learning_curve_trains_every_start_at_every_size_on_both_axes(pretrained_ensemble, tiny, runs_dir):
+    starts = {"from ensemble": ("finetune", str(pretrained_ensemble)), "scratch": ("scratch", None)}
+    rows = learning_curve.learning_curve(starts, runs_dir / "curve", fractions=(0.5, 1.0),
+                                         overrides=[*tiny[:-1], "trainer.max_steps=10"])
+    assert len(rows) == 2 * 2 * 2
+    assert {(r["axis"], r["model"]) for r in rows} == {(a, m) for a in learning_curve.AXES for m in starts}
+    assert all(math.isfinite(r["relative_energy_rmse_kcal_mol"]) for r in rows)
+    assert learning_curve.curve_plot(rows, runs_dir / "curve.png").stat().st_size > 0
+
+
+def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_the_dft_head(
+        pretrained_ensemble, tiny, runs_dir, tmp_path, monkeypatch):
+    hub = tmp_path / "hub"
+    hub.mkdir()
+    (hub / "registry.json").write_text(json.dumps({"format_version": 1, "models": {}}))
+    monkeypatch.setattr(transfer, "CANDIDATES", ("finetune", "delta"))
+    path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble))
+    assert choice["recipe"] == min(choice["validation_member0"], key=choice["validation_member0"].get)
+    entry = ship_model.install(path, "ani-1x-ccsdt", hub)
+    registry = json.loads((hub / "registry.json").read_text())["models"]["ani-1x-ccsdt"]
+    assert registry["sha256"] == entry["sha256"] and registry["default_head"] == CC and "MIT" in registry["license"]
+    model = load_model(hub / "weights" / "ani-1x-ccsdt.safetensors")
+    assert isinstance(model, EnsembleModel) and len(model.members) == 2 and CC in model.heads
+    if choice["recipe"] == "delta":  # the DFT head is the start's, unchanged
+        assert isinstance(model.members[0], DeltaModel) and DFT in model.heads

@@ -98,18 +98,31 @@ def _periodic_pairs(positions, start, stop, cell, pbc, cutoff, where):
 def _vesin_pairs(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float):
     """vesin's pairs within `cutoff`: int64 `i`, `j` and integer cell shifts (zero without pbc).
 
-    vesin's CPU cell list (0.6) shrinks its grid to about `_VESIN_MAX_CELLS` cells when the box
-    needs more, and for a large box far from cubic that shrinking rounds a side to zero cells and
-    divides by zero: SIGFPE, the process dies (a flat molecule 1.7e3 Å across at a 5.2 Å cutoff,
-    a line of atoms 5.1e5 Å long, or molecules laid side by side into such a box). So the search
-    radius grows until vesin's grid needs no shrinking, or is even enough that shrinking is
-    harmless, and the pairs beyond the cutoff are dropped here. Ordinary batches and cells keep
-    radius = cutoff: this costs nothing where vesin was safe."""
-    periodic = bool(pbc.any())
-    radius = _search_radius(_box_sides(points, cell, pbc), cutoff)
-    found = _vesin(radius).compute(points, cell, pbc if periodic else False, "ijS" if periodic else "ij")
+    vesin's CPU cell list (0.6) has two ways to fail on coordinates that are finite and allowed:
+    - a grid of more than `_VESIN_MAX_CELLS` cells is shrunk, and for a large box far from cubic
+      the shrinking rounds a side to zero cells and divides by zero: SIGFPE, the process dies (a
+      flat molecule 1.7e3 Å across at a 5.2 Å cutoff, a line of atoms 5.1e5 Å long, molecules
+      laid side by side into such a box, a 1e4 x 1e4 x 3 Å periodic slab);
+    - each cell visits (2 n + 1)^3 others, n = cutoff / (cell width), so a box whose points are
+      nearly flat (0.001 Å thick) or sparse (a few atoms 1e4 Å apart) takes seconds to minutes.
+    Ordinary batches and cells are searched as they always were. Other molecules are searched in
+    a periodic box with room for the cutoff around them (no image is ever in reach), and both
+    these and periodic cells with a radius grown until the grid is at most `_grid_limit` cells;
+    the pairs beyond the cutoff are dropped here."""
+    limit = _grid_limit(len(points))
+    if pbc.any():
+        box, box_pbc = cell, pbc
+        radius = _radius(lambda r: _cells(_box_sides(points, cell, pbc), r), cutoff, limit)
+    elif _plain_search_is_cheap(np.ptp(points, axis=0) if len(points) else np.zeros(3), cutoff, limit):
+        box, box_pbc, radius = np.zeros((3, 3)), False, cutoff
+    else:
+        points = points - points.min(axis=0)
+        extent = points.max(axis=0)
+        radius = _radius(lambda r: _cells(extent + r + 1.0, r), cutoff, limit)
+        box, box_pbc = np.diag(extent + radius + 1.0), np.ones(3, bool)
+    found = _vesin(radius).compute(points, box, box_pbc, "ijS" if pbc.any() else "ij")
     i, j = found[0].astype(np.int64), found[1].astype(np.int64)
-    s = found[2].astype(np.int64) if periodic else np.zeros((len(i), 3), np.int64)
+    s = found[2].astype(np.int64) if pbc.any() else np.zeros((len(i), 3), np.int64)
     if radius > cutoff:
         vectors = points[j] - points[i] + s @ cell
         keep = (vectors * vectors).sum(axis=1) < cutoff * cutoff
@@ -118,20 +131,34 @@ def _vesin_pairs(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: 
 
 
 _VESIN_MAX_CELLS = 1e5  # vesin's MAX_NUMBER_OF_CELLS (vesin/src/cpu_cell_list.cpp)
-_EVEN_ENOUGH = 16  # sides of at most this ratio (in cells) shrink safely; rounding fails past ~300
 
 
-def _search_radius(sides: np.ndarray, cutoff: float) -> float:
-    """The smallest of cutoff × 1.25^k (Å) at which vesin's grid over a box with these `sides`
-    (Å) stays within `_VESIN_MAX_CELLS` or is even enough to shrink safely. Cell counts are
-    bounded from above and below, so vesin's own rounding cannot tip the balance."""
+def _grid_limit(n_points: int) -> float:
+    # A few cells per atom, never more than vesin grids without shrinking: visiting a cell costs
+    # ~0.3 us per neighbour cell, 0.9 s for a grid of 1e5 cells, wasted on a handful of atoms.
+    return min(_VESIN_MAX_CELLS, max(1000.0, 4.0 * n_points))
+
+
+def _cells(sides: np.ndarray, radius: float) -> np.ndarray:
+    """An upper bound of the cells vesin's grid has along each side (Å) at this radius."""
+    return np.floor(1.02 * np.maximum(sides, 1.0) / radius) + 1
+
+
+def _radius(cells, cutoff: float, limit: float) -> float:
+    """The smallest of cutoff × 1.1^k (Å) whose grid, `cells(radius)`, is at most `limit` cells."""
     radius = cutoff
-    while True:
-        most = np.floor(1.02 * np.maximum(sides, 1.0) / radius) + 1
-        least = np.maximum(np.floor(0.99 * sides / radius), 1.0)
-        if np.prod(most) <= _VESIN_MAX_CELLS or most.max() <= _EVEN_ENOUGH * least.min():
-            return radius
-        radius *= 1.25
+    while np.prod(cells(radius)) > limit:
+        radius *= 1.1
+    return radius
+
+
+def _plain_search_is_cheap(extent: np.ndarray, cutoff: float, limit: float) -> bool:
+    """Whether vesin's own bounding box around points of this `extent` (Å) is a safe grid that
+    visits few cells: it pads a flat side to 1 Å only below 1e-6 Å (then widens all by 1%)."""
+    cells = _cells(extent, cutoff)
+    widths = 1.01 * np.where(extent < 1e-6, 1.0, extent)
+    visits = np.prod(cells * (2 * np.ceil(cutoff * cells / widths) + 1))
+    return bool(np.prod(cells) <= limit and visits <= 100 * limit)
 
 
 def _box_sides(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:

@@ -135,3 +135,25 @@ def test_bad_requests_fail_clearly():
     calc = FoundationCalculator(model, device="cpu")
     with pytest.raises(PropertyNotImplementedError):
         calc.get_property("energy_uncertainty", rattled("H2O"))
+
+
+@pytest.mark.parametrize("x", [np.nan, np.inf, 1e6, 1e10])
+def test_broken_coordinates_raise_a_value_error_naming_the_atom(x):
+    from foundation.errors import BadStructureError
+
+    atoms = molecule("H2O")
+    atoms.calc = FoundationCalculator(small_model(), device="cpu")
+    atoms.positions[1, 0] = x
+    with pytest.raises(BadStructureError, match=r"^atoms H2O: atom 1 \(H\) (has a non-finite|is 1e\+)") as err:
+        atoms.get_forces()
+    assert isinstance(err.value, ValueError)
+
+
+def test_an_optimiser_stops_cleanly_when_the_structure_breaks():
+    from ase.optimize import BFGS
+
+    atoms = molecule("CH4")
+    atoms.calc = FoundationCalculator(small_model(), device="cpu")
+    atoms.pbc = True  # with no cell: singular, marked periodic
+    with pytest.raises(ValueError, match=r"^atoms CH4: the cell is singular along periodic direction 0"):
+        BFGS(atoms, logfile=None).run(fmax=0.05, steps=3)

@@ -83,3 +83,48 @@ def test_triplets_are_all_unordered_pairs_of_pairs_sharing_a_centre():
     assert got == expected and len(first) == len(expected)
     empty = triplets_from_pairs(torch.zeros(0, dtype=torch.long))
     assert empty[0].numel() == 0
+
+
+# Shapes on which vesin 0.6's cell list divides by zero (SIGFPE) unless neighbor_pairs keeps its
+# grid small: a flat molecule 2e4 Å across, flat molecules laid side by side in one batch, a
+# periodic slab 1e4 x 1e4 x 3 Å. Run in a subprocess: a signal must fail the test, not end pytest.
+_SHAPES = """
+import itertools
+import numpy as np, torch
+from foundation.data.batch import collate
+from foundation.data.sample import Sample
+from foundation.models.neighbors import neighbor_pairs
+
+rng = np.random.default_rng(0)
+def flat(n, width):
+    pos = np.zeros((2 * n, 3))
+    pos[:n, :2] = rng.uniform(-width / 2, width / 2, (n, 2))
+    pos[n:] = pos[:n] + rng.uniform(-2, 2, (n, 3)) * [1, 1, 0]
+    return Sample(numbers=[6] * (2 * n), positions=pos)
+def brute_force(s, cutoff=5.2):  # every pair and image within the cutoff, as sorted distances
+    reach = [int(np.ceil(cutoff / np.linalg.norm(v))) + 1 if p else 0 for v, p in zip(s.cell, s.pbc)]
+    found = []
+    for shift in itertools.product(*[range(-r, r + 1) for r in reach]):
+        d = np.linalg.norm(s.positions[None] - s.positions[:, None] + np.array(shift) @ s.cell, axis=-1)
+        found += list(d[(d < cutoff) & (d > 0)])
+    return np.sort(found)
+slab = Sample(numbers=[1] * 4, positions=rng.uniform(0, 3, (4, 3)), cell=np.diag([1e4, 1e4, 3.0]), pbc=[True] * 3)
+line = Sample(numbers=[1] * 30, positions=np.c_[np.linspace(-1e4, 1e4, 30), np.zeros((30, 2))])
+line.positions[15:, 1] += 1.5
+for samples in ([flat(20, 2e4)], [flat(5, 2e3) for _ in range(6)], [slab], [line, flat(5, 2e3)]):
+    batch = collate(samples, fidelities=[], dtype=torch.float64)
+    i, j, shifts = neighbor_pairs(batch, 5.2)
+    assert torch.equal(batch.batch[i], batch.batch[j])
+    ours = np.sort((batch.positions[j] - batch.positions[i] + shifts).norm(dim=1).numpy())
+    expected = np.sort(np.concatenate([brute_force(s) for s in samples]))
+    assert len(ours) == len(expected) > 0 and np.allclose(ours, expected), (len(ours), len(expected))
+print("ok")
+"""
+
+
+def test_shapes_that_crash_a_plain_vesin_call_give_the_pairs_ase_finds():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _SHAPES], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", (done.returncode, done.stderr[-2000:])

@@ -49,8 +49,10 @@ class TrainerConfig:
     init_member: int | None = None  # init_from is an ensemble: start from this member (0-based)
     new_head_from: str | None = None  # head that initialises heads init_from lacks (default: its first)
     refit_reference_energies: bool = False  # refit heads that init_from already has references for
+    reference_ridge: float = 1e-4  # refit from a prior: ridge toward it, relative (models/reference.py)
     early_stopping_patience: int = 0  # stop after this many validations without improvement; 0: off
-    early_stopping_metric: str = "val/loss"
+    early_stopping_metric: str = "val/loss"  # a key, a weighted sum, or val/<fid>/auto (train/selection.py)
+    allow_worse: bool = False  # early stopping: may keep weights worse than the start's (step 0)
     max_nonfinite_steps: int = 10  # consecutive NaN/inf steps tolerated (each skipped) before stopping
 
     def __post_init__(self):
@@ -58,7 +60,7 @@ class TrainerConfig:
         _positive(self, "trainer", "max_steps", "lr", "val_every", "ckpt_every", "log_every",
                   "keep_checkpoints", "max_nonfinite_steps")
         _non_negative(self, "trainer", "weight_decay", "warmup_steps", "min_lr", "energy_weight",
-                      "forces_weight", "plateau_patience", "early_stopping_patience")
+                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge")
         _choice(self, "trainer", "schedule", SCHEDULES)
         _choice(self, "trainer", "device", DEVICES)
         _choice(self, "trainer", "dtype", DTYPES)

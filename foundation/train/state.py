@@ -18,6 +18,9 @@ class TrainState:
     best_step: int = 0  # the step that reached it
     best_metrics: dict = dataclasses.field(default_factory=dict)  # its validation metrics
     bad_evals: int = 0  # validations since it last improved
+    start_metric: float = math.nan  # the metric at step 0 (the start: a pretrained model, refit references)
+    best_trained_metric: float = math.inf  # the best after a step was taken, and its step
+    best_trained_step: int = 0
     nonfinite_total: int = 0
     nonfinite_run: int = 0  # consecutive non-finite steps
 

@@ -22,9 +22,13 @@ from foundation.train.engines import build_engine
 from foundation.train.freeze import freeze
 from foundation.train.loggers import Loggers, ProgressBar
 from foundation.train.loss import LossConfig, energy_force_loss
+from foundation.train.references import fit_references
+from foundation.train.selection import resolve as resolve_selection
+from foundation.train.selection import validation_profile
 from foundation.train.signals import StopRequest
 from foundation.train.state import TrainState, config_changes, plain, write_config
 from foundation.train.validate import validate
+from foundation.units import EV_TO_KCAL_MOL
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -40,6 +44,10 @@ class TrainResult:
     run_dir: Path
     model_path: Path | None
     metrics: dict
+    best_step: int = 0  # the step whose weights were exported (early stopping)
+    kept_start: bool = False  # no step beat the start on the selection metric: the start was written
+    selection: str = ""  # the metric that chose the weights, in words
+    note: str | None = None  # one line for the user when `kept_start`
 
 
 class Trainer:
@@ -59,6 +67,9 @@ class Trainer:
         self.data = build.build_data(config)
         self.heads = list(self.data.fidelities)
         self.loss_config = LossConfig(tc.energy_weight, tc.forces_weight, dict(tc.fidelity_weights))
+        self.selection = resolve_selection(tc.early_stopping_metric, self.heads,
+                                           lambda: validation_profile(self.data.val_batches(), self.heads),
+                                           tc.forces_weight)
 
         resumed = self._find_checkpoint()
         model = self._build_model(resumed)
@@ -84,15 +95,16 @@ class Trainer:
     def _build_model(self, resumed: dict | None) -> torch.nn.Module:
         """Resuming: the architecture the checkpoint was trained with (its weights come later).
         Otherwise fresh or from `init_from`, with reference energies fitted for the heads that
-        need them (`fitted_references`)."""
-        self.fitted_references = {}
+        need them (`fitted_references` {fid: {Z: eV}}, `reference_fits` {fid: ReferenceFit})."""
+        self.fitted_references, self.reference_fits = {}, {}
         if resumed is not None:
             from foundation.models import build_model
 
             return build_model(resumed["model_config"])
         model, to_fit = build.build_model(self.run, self.data)
-        self.fitted_references = build.fit_references(model, self.data, to_fit,
-                                                      from_prior=bool(self.config.init_from))
+        self.reference_fits = fit_references(model, self.data, to_fit, from_prior=bool(self.config.init_from),
+                                             ridge=self.config.reference_ridge)
+        self.fitted_references = {fid: fit.energies for fid, fit in self.reference_fits.items()}
         return model.train()  # a loaded model comes in eval mode
 
     @property
@@ -122,15 +134,35 @@ class Trainer:
         finally:
             bar.close()
             self.close()
-        return TrainResult(status, self.state.step, self.run_dir, model_path, last_val)
+        kept_start = status != "interrupted" and self._floor and self.state.best_step == 0 \
+            and self.best_weights is not None
+        return TrainResult(status, self.state.step, self.run_dir, model_path, last_val,
+                           self.state.best_step if self.best_weights is not None else self.state.step,
+                           kept_start, self.selection.describe(), self._not_better() if kept_start else None)
+
+    @property
+    def _floor(self) -> bool:
+        """Early stopping keeps the start when no step beats it (`trainer.allow_worse` turns it off)."""
+        return self.config.early_stopping_patience > 0 and not self.config.allow_worse
+
+    def _not_better(self) -> str:
+        state = self.state
+        trained = (f"its best, {_value(state.best_trained_metric, self.selection)} at step "
+                   f"{state.best_trained_step}," if math.isfinite(state.best_trained_metric) else "it")
+        return (f"not better: fine-tuning did not improve on the start's "
+                f"{self.selection.describe()} ({_value(state.start_metric, self.selection)}; {trained} "
+                "is not lower), so the starting weights are written (trainer.allow_worse=true writes the "
+                "best step instead)")
 
     def _loop(self, bar: ProgressBar, stop_at: int | None) -> tuple[str, dict]:
         tc, state = self.config, self.state
         batches = iter(self.stream)
         val = {}
-        if state.step == 0 and tc.val_at_start:
+        if state.step == 0 and (tc.val_at_start or self._floor):
             val = self.evaluate()
             self.loggers.log(0, val)
+            if self._floor:
+                self._observe_start(val)
         atoms, t0 = 0, time.perf_counter()
         with StopRequest() as stop:
             while state.step < tc.max_steps:
@@ -206,22 +238,41 @@ class Trainer:
         with self.ema.applied(self.model):
             self.model.eval()
             try:
-                return validate(predict_fn, self.data.val_batches(), self.heads, self.loss_config,
-                                self.engine.device, self.dtype, self.engine.all_reduce)
+                val = validate(predict_fn, self.data.val_batches(), self.heads, self.loss_config,
+                               self.engine.device, self.dtype, self.engine.all_reduce)
             finally:
                 self.model.train()
+        value = self.selection.value(val)
+        if self.selection.composite and value is not None:
+            val["val/selection"] = value  # the number early stopping compares, in metrics.csv
+        return val
 
     # ---- stopping, checkpoints, export ------------------------------------------------------
+    def _selected(self, val: dict[str, float]) -> float | None:
+        """The selection metric of `val`; a clear error when validation lacks one of its terms."""
+        value = self.selection.value(val)
+        if value is None and val and (self.config.early_stopping_patience or self.config.schedule == "plateau"):
+            raise UserError(f"trainer.early_stopping_metric={self.config.early_stopping_metric!r} "
+                            f"({self.selection.name}): validation reports {', '.join(sorted(val))}")
+        return value
+
+    def _observe_start(self, val: dict[str, float]) -> None:
+        """The start (step 0) is the first candidate: a later step must beat it to be kept."""
+        value = self._selected(val)
+        if value is not None:
+            self.state.start_metric = self.state.best_metric = value
+            self.state.best_step, self.state.best_metrics = 0, dict(val)
+            self.best_weights = self._ema_weights()
+
     def _should_stop_early(self, val: dict[str, float]) -> bool:
-        name = self.config.early_stopping_metric
-        if name not in val:
-            if val and (self.config.early_stopping_patience or self.config.schedule == "plateau"):
-                raise UserError(f"trainer.early_stopping_metric={name!r}: validation reports "
-                                f"{', '.join(sorted(val))}")
+        value = self._selected(val)
+        if value is None:
             return False
-        self.schedule.observe(val[name])
-        if val[name] < self.state.best_metric:
-            self.state.best_metric, self.state.bad_evals = val[name], 0
+        self.schedule.observe(value)
+        if value < self.state.best_trained_metric:
+            self.state.best_trained_metric, self.state.best_trained_step = value, self.state.step
+        if value < self.state.best_metric:
+            self.state.best_metric, self.state.bad_evals = value, 0
             self.state.best_step, self.state.best_metrics = self.state.step, dict(val)
             if self.config.early_stopping_patience:
                 self.best_weights = self._ema_weights()  # early stopping exports the best, not the last
@@ -340,6 +391,13 @@ def metric_names(heads: list[str]) -> list[str]:
     val = ["val/loss", *[f"val/{h}/{m}" for h in heads
                          for m in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")]]
     return [*train, "lr", "grad_norm", "atoms_per_s", "memory_mb", "nonfinite_steps", *val]
+
+
+def _value(value: float, selection) -> str:
+    """A selection value with its unit: eV (kcal/mol) for energy and forces terms, bare for a loss."""
+    if all(key.rsplit("/", 1)[-1] != "loss" for _, key in selection.terms):
+        return f"{value:.4g} eV = {value * EV_TO_KCAL_MOL:.3g} kcal/mol"
+    return f"{value:.4g}"
 
 
 def _seed(seed: int) -> None:

@@ -2,9 +2,12 @@
 
 Errors are accumulated as sums and counts, then combined across ranks before dividing, so the
 result does not depend on how batches or ranks split the structures. Keys:
-`val/<fid>/energy_mae`, `val/<fid>/energy_rmse` (eV per structure), `val/<fid>/forces_mae`,
-`val/<fid>/forces_rmse` (eV/Å per component), and `val/loss` (the training loss on the whole
-split: the metric early stopping and the plateau schedule watch by default)."""
+`val/<fid>/energy_mae`, `val/<fid>/energy_rmse` (eV per structure),
+`val/<fid>/relative_energy_rmse` (eV: energies relative to their molecule's mean, over the
+molecules with two validation structures or more; what conformer rankings and dynamics depend
+on, and no per-element reference energy can fix), `val/<fid>/forces_mae`, `val/<fid>/forces_rmse`
+(eV/Å per component), and `val/loss` (the training loss on the whole split). Which of them
+chooses the kept weights is `foundation.train.selection`'s business."""
 
 from __future__ import annotations
 
@@ -23,18 +26,26 @@ def validate(predict_fn: Callable, batches: Iterable[AtomsBatch], heads: list[st
              all_reduce: Callable[[dict, str], dict] | None = None) -> dict[str, float]:
     """`predict_fn(batch, heads, force_heads)` returns the `predict` dict for `batch`."""
     sums: dict[str, float] = defaultdict(float)
+    molecules: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for batch in batches:
         batch = batch.to(device, dtype)
         force_heads = loss_config.force_heads(batch, heads)
         pred = predict_fn(batch, heads, force_heads)
-        _accumulate(sums, pred, batch, heads)
+        _accumulate(sums, pred, batch, heads, molecules)
+    # Each rank validates the whole split (every data module's val_batches), so each molecule's
+    # sums are complete here and only the per-fidelity totals need combining.
+    for (fid, _), (total, square, n) in molecules.items():
+        if n > 1:
+            sums[f"{fid}/rel_sq"] += square - total * total / n
+            sums[f"{fid}/rel_n"] += n
     if all_reduce is not None:
         sums = all_reduce(dict(sums), "sum")
     return _finish(sums, heads, loss_config)
 
 
 @torch.no_grad()
-def _accumulate(sums: dict, pred: dict, batch: AtomsBatch, heads: list[str]) -> None:
+def _accumulate(sums: dict, pred: dict, batch: AtomsBatch, heads: list[str],
+                molecules: dict[tuple[str, str], list[float]]) -> None:
     n_atoms = batch.n_atoms_per_structure.to(torch.float64)
     for fid in heads:
         mask = batch.energy_mask[fid]
@@ -44,12 +55,24 @@ def _accumulate(sums: dict, pred: dict, batch: AtomsBatch, heads: list[str]) -> 
             sums[f"{fid}/e_sq"] += float(err.square().sum())
             sums[f"{fid}/e_sq_per_atom"] += float((err / n_atoms[mask]).square().sum())
             sums[f"{fid}/e_n"] += int(mask.sum())
+            if len(batch.molecule) == batch.n_structures:  # batches without names have no groups
+                _group(molecules, fid, batch.molecule, mask.nonzero().flatten().tolist(), err.tolist())
         if fid in pred.get("forces", {}):
             atom_mask = batch.forces_mask[fid][batch.batch]
             err = (pred["forces"][fid].detach() - batch.forces[fid])[atom_mask].to(torch.float64)
             sums[f"{fid}/f_abs"] += float(err.abs().sum())
             sums[f"{fid}/f_sq"] += float(err.square().sum())
             sums[f"{fid}/f_n"] += err.numel()
+
+
+def _group(molecules: dict, fid: str, names: list[str], rows: list[int], errors: list[float]) -> None:
+    """Per molecule: sum of errors, sum of squares, count (for the relative-energy RMSE)."""
+    for i, e in zip(rows, errors):
+        if names[i]:
+            group = molecules[(fid, names[i])]
+            group[0] += e
+            group[1] += e * e
+            group[2] += 1
 
 
 def _finish(sums: dict, heads: list[str], loss_config: LossConfig) -> dict[str, float]:
@@ -61,6 +84,9 @@ def _finish(sums: dict, heads: list[str], loss_config: LossConfig) -> dict[str, 
             n = sums[f"{fid}/e_n"]
             metrics[f"val/{fid}/energy_mae"] = sums[f"{fid}/e_abs"] / n
             metrics[f"val/{fid}/energy_rmse"] = math.sqrt(sums[f"{fid}/e_sq"] / n)
+            if sums.get(f"{fid}/rel_n", 0) > 0:
+                relative = max(sums[f"{fid}/rel_sq"], 0.0) / sums[f"{fid}/rel_n"]  # ≥ 0 up to rounding
+                metrics[f"val/{fid}/relative_energy_rmse"] = math.sqrt(relative)
             part += loss_config.energy_weight * sums[f"{fid}/e_sq_per_atom"] / n
         if sums.get(f"{fid}/f_n", 0) > 0:
             n = sums[f"{fid}/f_n"]

@@ -2,10 +2,22 @@
 
 Each fidelity gets its own (DESIGN.md): fine-tuning on a new level of theory without refitting
 them starts electron-volts off (fairchem #1486). The model then learns only the residual.
+
+A head that already has references (a pretrained head, or the head a new one is copied from)
+is refit by `refit_change`: only the *change* is fitted, to what the model still misses, and it
+is kept small. A user's few dozen conformers of a dozen molecules hold few distinct formulas, so
+the least-squares problem for 4+ element energies is ill-conditioned: its exact solution swings
+the references by electron-volts in directions the formulas barely see, which fits the training
+energies and spoils every other composition. Ridge regression toward no change damps exactly
+those directions; when the formulas cannot separate the elements at all (rank-deficient), only
+one shift per atom, the same for every element present, is fitted. `ReferenceFit` says which was
+done and the condition number of the composition matrix, for the user to read.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -61,3 +73,63 @@ def fit_reference_energies(numbers_list: Sequence[np.ndarray], energies: Sequenc
         correction, *_ = np.linalg.lstsq(counts, energies - counts @ start, rcond=None)
         solution = start + correction
     return {int(z): float(e) for z, e in zip(elements, solution)}
+
+
+RIDGE = 1e-4  # `refit_change`'s default (trainer.reference_ridge)
+
+
+@dataclasses.dataclass
+class ReferenceFit:
+    energies: dict[int, float]  # the references now {Z: eV}
+    change: dict[int, float]  # from the prior's, {Z: eV}
+    method: str  # "ridge" | "global shift" | "none" (no structures)
+    condition: float  # of the composition matrix over the elements present (inf: they cannot be separated)
+    n_structures: int
+    n_formulas: int
+
+    def describe(self) -> str:
+        """E.g. "ridge on the change, 4 elements from 12 formulas, condition number 37"."""
+        cond = "∞" if not math.isfinite(self.condition) else f"{self.condition:.3g}"
+        what = {"ridge": "ridge-regularised change", "global shift": "one shift per atom for every element "
+                "(the formulas cannot separate the elements)", "none": "unchanged"}[self.method]
+        return (f"{what}; {sum(1 for v in self.change.values() if v != 0.0)} element(s), {self.n_formulas} "
+                f"formula(s), {self.n_structures} structures; composition matrix condition number {cond}")
+
+
+def refit_change(numbers_list: Sequence[np.ndarray], residuals: Sequence[float], elements: Sequence[int],
+                 prior: Mapping[int, float], ridge: float = RIDGE) -> ReferenceFit:
+    """References = `prior` + a change δ fitted to `residuals` (eV: the labels less what the model
+    predicts with the `prior` references). When the compositions determine every element
+    present: ridge, minimising mean((r − C δ)²) + λ |δ|² (C the element counts of each structure)
+    with λ = `ridge` × the largest eigenvalue of CᵀC/n, so a direction of element energies that
+    the formulas see √(1/ridge) times less sharply than the best-seen one (condition number 100
+    for the default) is halved, and well-seen ones are fitted all but exactly. Otherwise δ is
+    the same for every element present (one shift per atom). Elements no structure has keep
+    the prior's value."""
+    residuals = np.asarray(residuals, dtype=np.float64).reshape(-1)
+    if len(residuals) != len(numbers_list):
+        raise UserError(f"{len(numbers_list)} structures but {len(residuals)} energies")
+    if not np.isfinite(residuals).all():
+        raise UserError("reference energy fit: energies contain NaN or inf")
+    start = {int(z): float(prior.get(z, 0.0)) for z in elements}
+    counts = composition_matrix(numbers_list, elements)
+    present = np.flatnonzero(counts.sum(0) > 0)
+    n_formulas = len({tuple(row) for row in counts.tolist()})
+    change = np.zeros(len(elements))
+    if len(residuals) == 0 or len(present) == 0:
+        return ReferenceFit(start, dict.fromkeys(start, 0.0), "none", math.inf, 0, 0)
+    c = counts[:, present]
+    rank = np.linalg.matrix_rank(c)
+    condition = float(np.linalg.cond(c)) if rank == len(present) else math.inf
+    if rank == len(present):
+        gram = c.T @ c / len(residuals)
+        penalty = ridge * float(np.linalg.eigvalsh(gram)[-1])  # relative: no units, no scale
+        change[present] = np.linalg.solve(gram + penalty * np.eye(len(present)), c.T @ residuals / len(residuals))
+        method = "ridge"
+    else:
+        atoms = c.sum(1)
+        change[present] = float(atoms @ residuals / (atoms @ atoms))
+        method = "global shift"
+    energies = {int(z): start[int(z)] + float(d) for z, d in zip(elements, change)}
+    return ReferenceFit(energies, {int(z): float(d) for z, d in zip(elements, change)}, method,
+                        condition, len(residuals), n_formulas)

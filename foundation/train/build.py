@@ -9,9 +9,6 @@ Three ways to get the model (torchtitan's split between resuming and initialisin
 from __future__ import annotations
 
 import dataclasses
-import warnings
-
-import numpy as np
 import torch
 from torch import nn
 
@@ -106,34 +103,6 @@ def _check_elements(model, data, what: str) -> None:
 def _has_references(model, head: str) -> bool:
     refs = model.reference_energies_dict().get(head, {})
     return any(float(v) != 0.0 for v in refs.values())
-
-
-def fit_references(model, data, heads: list[str], from_prior: bool = False) -> dict[str, dict[int, float]]:
-    """Least-squares per-element reference energies per head, on that fidelity's training
-    energies, set on the model (so the network learns only what the references do not explain).
-
-    With `from_prior` (a head copied or inherited from another model), the fit is the smallest
-    change to the head's current references; a fresh model uses 0 as the prior only for what
-    the data cannot determine (an element no structure has, too few distinct compositions)."""
-    from foundation.models.reference import composition_matrix, fit_reference_energies
-
-    fitted = {}
-    for fid in heads:
-        numbers, energies = data.reference_data(fid)
-        if len(energies) == 0:
-            warnings.warn(f"no training energies at fidelity {fid!r}: its reference energies are kept",
-                          stacklevel=2)
-            continue
-        prior = model.reference_energies_dict()[fid] if from_prior else None
-        counts = composition_matrix(numbers, model.elements)
-        if prior is None and np.linalg.matrix_rank(counts) < len(model.elements):
-            warnings.warn(f"fidelity {fid!r}: the training compositions do not determine every element's "
-                          "reference energy; using the smallest (minimum-norm) fit", stacklevel=2)
-            prior = {}
-        refs = fit_reference_energies(numbers, energies, list(model.elements), prior=prior)
-        model.set_reference_energies(fid, refs)
-        fitted[fid] = refs
-    return fitted
 
 
 def build_optimizer(model: nn.Module, trainer: TrainerConfig) -> torch.optim.Optimizer:

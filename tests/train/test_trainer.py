@@ -163,8 +163,9 @@ def test_init_from_a_model_adds_the_new_fidelity_and_fits_its_reference_energies
     refs = fine.model.reference_energies_dict()
     dft = exported.reference_energies_dict()[FIDELITY]
     assert refs[FIDELITY] == dft
-    for z, delta in shift.items():
-        assert refs["ccsdt_ccpvdz"][z] - dft[z] == pytest.approx(delta, abs=0.1)
+    for z, delta in shift.items():  # the change also absorbs what the 4-step model misses at DFT
+        assert refs["ccsdt_ccpvdz"][z] - dft[z] == pytest.approx(delta, abs=0.2)
+    assert fine.reference_fits["ccsdt_ccpvdz"].method == "ridge"
     start = dict(fine.model.named_parameters())
     for name, p in exported.named_parameters():
         assert torch.equal(p, start[name]), name

@@ -9,9 +9,11 @@ is kept small. A user's few dozen conformers of a dozen molecules hold few disti
 the least-squares problem for 4+ element energies is ill-conditioned: its exact solution swings
 the references by electron-volts in directions the formulas barely see, which fits the training
 energies and spoils every other composition. Ridge regression toward no change damps exactly
-those directions; when the formulas cannot separate the elements at all (rank-deficient), only
-one shift per atom, the same for every element present, is fitted. `ReferenceFit` says which was
-done and the condition number of the composition matrix, for the user to read.
+those directions, and leaves the directions no formula sees (fewer formulas than elements)
+unchanged. When the formulas cannot separate the elements at all (one formula, or multiples of
+one: conformers of one molecule), only one shift per atom, the same for every element present,
+is fitted. `ReferenceFit` says which was done and the condition number of the composition
+matrix, for the user to read.
 """
 
 from __future__ import annotations
@@ -86,26 +88,32 @@ class ReferenceFit:
     condition: float  # of the composition matrix over the elements present (inf: they cannot be separated)
     n_structures: int
     n_formulas: int
+    n_elements: int = 0  # present in the structures
+    rank: int = 0  # of the composition matrix: how many element energies the formulas determine
 
     def describe(self) -> str:
-        """E.g. "ridge on the change, 4 elements from 12 formulas, condition number 37"."""
+        """E.g. "ridge; 4 elements in 12 formulas of 48 structures; composition matrix condition
+        number 37"."""
         cond = "∞" if not math.isfinite(self.condition) else f"{self.condition:.3g}"
-        what = {"ridge": "ridge-regularised change", "global shift": "one shift per atom for every element "
-                "(the formulas cannot separate the elements)", "none": "unchanged"}[self.method]
-        return (f"{what}; {sum(1 for v in self.change.values() if v != 0.0)} element(s), {self.n_formulas} "
-                f"formula(s), {self.n_structures} structures; composition matrix condition number {cond}")
+        what = {"ridge": "ridge", "least squares": "least squares", "none": "unchanged",
+                "global shift": "one shift per atom for every element: the formulas cannot separate them"}[self.method]
+        seen = (f"{self.n_elements} element{'s' if self.n_elements != 1 else ''} in {self.n_formulas} "
+                f"formula{'s' if self.n_formulas != 1 else ''} of {self.n_structures} structures")
+        if self.rank < self.n_elements and self.method == "ridge":
+            seen += f", which determine {self.rank} directions of {self.n_elements} (the others unchanged)"
+        return f"{what}; {seen}; composition matrix condition number {cond}"
 
 
 def refit_change(numbers_list: Sequence[np.ndarray], residuals: Sequence[float], elements: Sequence[int],
                  prior: Mapping[int, float], ridge: float = RIDGE) -> ReferenceFit:
     """References = `prior` + a change δ fitted to `residuals` (eV: the labels less what the model
-    predicts with the `prior` references). When the compositions determine every element
-    present: ridge, minimising mean((r − C δ)²) + λ |δ|² (C the element counts of each structure)
-    with λ = `ridge` × the largest eigenvalue of CᵀC/n, so a direction of element energies that
-    the formulas see √(1/ridge) times less sharply than the best-seen one (condition number 100
-    for the default) is halved, and well-seen ones are fitted all but exactly. Otherwise δ is
-    the same for every element present (one shift per atom). Elements no structure has keep
-    the prior's value."""
+    predicts with the `prior` references). Ridge: minimising mean((r − C δ)²) + λ |δ|² (C the
+    element counts of each structure) with λ = `ridge` × the largest eigenvalue of CᵀC/n, so a
+    direction of element energies that the formulas see √(1/ridge) times less sharply than the
+    best-seen one (condition number 100 for the default) is halved, well-seen ones are fitted all
+    but exactly, and unseen ones stay unchanged. When the formulas are multiples of one (rank 1:
+    conformers of one molecule), δ is the same for every element present (one shift per atom).
+    Elements no structure has keep the prior's value."""
     residuals = np.asarray(residuals, dtype=np.float64).reshape(-1)
     if len(residuals) != len(numbers_list):
         raise UserError(f"{len(numbers_list)} structures but {len(residuals)} energies")
@@ -121,7 +129,7 @@ def refit_change(numbers_list: Sequence[np.ndarray], residuals: Sequence[float],
     c = counts[:, present]
     rank = np.linalg.matrix_rank(c)
     condition = float(np.linalg.cond(c)) if rank == len(present) else math.inf
-    if rank == len(present):
+    if rank > 1 or len(present) == 1:
         gram = c.T @ c / len(residuals)
         penalty = ridge * float(np.linalg.eigvalsh(gram)[-1])  # relative: no units, no scale
         change[present] = np.linalg.solve(gram + penalty * np.eye(len(present)), c.T @ residuals / len(residuals))
@@ -132,4 +140,4 @@ def refit_change(numbers_list: Sequence[np.ndarray], residuals: Sequence[float],
         method = "global shift"
     energies = {int(z): start[int(z)] + float(d) for z, d in zip(elements, change)}
     return ReferenceFit(energies, {int(z): float(d) for z, d in zip(elements, change)}, method,
-                        condition, len(residuals), n_formulas)
+                        condition, len(residuals), n_formulas, len(present), int(rank))

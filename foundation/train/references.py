@@ -7,7 +7,7 @@ network learns only what they do not explain (`foundation.models.reference` has 
   model has and `trainer.refit_reference_energies` refits): the change from them, fitted to what
   the model with them still misses on the training structures (label − prediction), ridge-
   regularised toward no change (`trainer.reference_ridge`), or one shift per atom when the
-  formulas cannot separate the elements. Without the structures' positions (a data module that
+  formulas cannot separate the elements at all (one formula). Without the structures' positions (a data module that
   offers only compositions) the prediction is taken as the references' sum alone.
 """
 
@@ -55,9 +55,10 @@ def _fresh(model, fid: str, numbers, energies) -> ReferenceFit:
         prior = {}
     refs = fit_reference_energies(numbers, energies, elements, prior=prior)
     present = counts[:, counts.sum(0) > 0]
-    condition = float(np.linalg.cond(present)) if len(present) else float("inf")
+    rank = int(np.linalg.matrix_rank(present)) if len(present) else 0
+    condition = float(np.linalg.cond(present)) if rank and rank == present.shape[1] else float("inf")
     return ReferenceFit(refs, dict(refs), "least squares", condition, len(energies),
-                        len({tuple(r) for r in counts.tolist()}))
+                        len({tuple(r) for r in counts.tolist()}), present.shape[1], rank)
 
 
 def _refit(model, data, fid: str, numbers, energies, ridge: float) -> ReferenceFit:

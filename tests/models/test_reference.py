@@ -75,7 +75,8 @@ def test_few_formulas_an_ill_conditioned_refit_stays_small():
     exact = refit_change(numbers, residuals, [1, 6, 7, 8], prior=TRUE, ridge=0.0)
     assert fit.method == "ridge" and 30 < fit.condition < 100
     assert max(map(abs, fit.change.values())) < 0.5 * max(map(abs, exact.change.values()))
-    assert "condition number 51.9" in fit.describe()
+    assert fit.describe() == ("ridge; 4 elements in 5 formulas of 25 structures; composition matrix "
+                              "condition number 51.9")
 
 
 def test_formulas_that_cannot_separate_the_elements_get_one_shift_per_atom():
@@ -85,3 +86,9 @@ def test_formulas_that_cannot_separate_the_elements_get_one_shift_per_atom():
     assert fit.change[1] == pytest.approx(0.1) and fit.change[8] == pytest.approx(0.1)
     assert fit.change[6] == 0.0 and fit.energies[6] == TRUE[6]  # no carbon: the prior's
     assert "cannot separate" in fit.describe() and "∞" in fit.describe()
+    # Two formulas for three elements: the directions they see are fitted, the other kept.
+    two = [np.array([8, 1, 1])] * 2 + [np.array([6, 1, 1, 1, 1])] * 2
+    fit = refit_change(two, [0.3, 0.3, 0.5, 0.5], [1, 6, 8], prior=TRUE)
+    assert fit.method == "ridge" and math.isinf(fit.condition)
+    assert 2 * fit.change[1] + fit.change[8] == pytest.approx(0.3, abs=1e-3)
+    assert 4 * fit.change[1] + fit.change[6] == pytest.approx(0.5, abs=1e-3)

@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 
 from foundation.errors import UserError
+from foundation.units import EV_TO_KCAL_MOL
 
 AUTO = "auto"
 RELATIVE_SHARE = 0.5  # of validation structures with a sibling conformer there: relative energies
@@ -49,6 +50,12 @@ class Selection:
         if any(key not in val for _, key in self.terms):
             return None
         return math.fsum(w * val[key] for w, key in self.terms)
+
+    def format(self, value: float) -> str:
+        """A value with its unit: eV and kcal/mol for energy (and forces × Å) terms, bare for a loss."""
+        if any(key.rsplit("/", 1)[-1] == "loss" for _, key in self.terms):
+            return f"{value:.4g}"
+        return f"{value * EV_TO_KCAL_MOL:.3f} kcal/mol"
 
     def describe(self) -> str:
         """In words, e.g. "validation relative-energy RMSE (…) + 0.1 Å × forces RMSE"."""

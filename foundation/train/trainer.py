@@ -28,7 +28,6 @@ from foundation.train.selection import validation_profile
 from foundation.train.signals import StopRequest
 from foundation.train.state import TrainState, config_changes, plain, write_config
 from foundation.train.validate import validate
-from foundation.units import EV_TO_KCAL_MOL
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -147,10 +146,10 @@ class Trainer:
 
     def _not_better(self) -> str:
         state = self.state
-        trained = (f"its best, {_value(state.best_trained_metric, self.selection)} at step "
+        trained = (f"its best, {self.selection.format(state.best_trained_metric)} at step "
                    f"{state.best_trained_step}," if math.isfinite(state.best_trained_metric) else "it")
         return (f"not better: fine-tuning did not improve on the start's "
-                f"{self.selection.describe()} ({_value(state.start_metric, self.selection)}; {trained} "
+                f"{self.selection.describe()} ({self.selection.format(state.start_metric)}; {trained} "
                 "is not lower), so the starting weights are written (trainer.allow_worse=true writes the "
                 "best step instead)")
 
@@ -391,13 +390,6 @@ def metric_names(heads: list[str]) -> list[str]:
     val = ["val/loss", *[f"val/{h}/{m}" for h in heads
                          for m in ("energy_mae", "energy_rmse", "forces_mae", "forces_rmse")]]
     return [*train, "lr", "grad_norm", "atoms_per_s", "memory_mb", "nonfinite_steps", *val]
-
-
-def _value(value: float, selection) -> str:
-    """A selection value with its unit: eV (kcal/mol) for energy and forces terms, bare for a loss."""
-    if all(key.rsplit("/", 1)[-1] != "loss" for _, key in selection.terms):
-        return f"{value:.4g} eV = {value * EV_TO_KCAL_MOL:.3g} kcal/mol"
-    return f"{value:.4g}"
 
 
 def _seed(seed: int) -> None:

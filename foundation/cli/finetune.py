@@ -11,16 +11,21 @@ import argparse
 import sys
 import warnings
 
-EPILOG = """what it does: splits train/validation (by molecule, or by conformer for conformers of
-fewer than 10 molecules), adds a head for the fidelity (copied from the model's default head) or
-continues the head of that name, refits its per-element reference energies by least squares,
-trains with the second layer frozen and early stopping, prints validation errors before and
-after, and writes the model plus a Markdown report with a parity plot.
+EPILOG = """what it does: tells molecules apart (by an info key such as 'molecule' when the file
+has one, else by formula and bonds), splits train/validation (by molecule, or by conformer for
+conformers of fewer than 10 molecules), adds a head for the fidelity (copied from the model's
+default head) or continues the head of that name, refits the change of its per-element
+reference energies (ridge), trains with the second layer frozen and early stopping on the
+validation relative-energy RMSE, writes the best weights, never worse there than the start (or
+the start, saying so), prints validation errors before and after, and writes a Markdown report
+with a parity plot.
 
 overrides (Hydra syntax, key=value; defaults in hydra_configs/recipe/finetune_user.yaml):
   trainer.max_steps=N trainer.lr=X trainer.freeze='[networks.*.layers.0.*]' trainer.device=cpu
   trainer.new_head_from=HEAD data.split=auto|molecule|conformer data.seed=N
-  data.max_atoms_per_batch=N data.on_error=raise|skip name=RUN out_dir=DIR"""
+  data.max_atoms_per_batch=N data.on_error=raise|skip data.group_key=auto|bonds|KEY
+  trainer.early_stopping_metric=val/FIDELITY/auto|val/FIDELITY/energy_rmse|...
+  trainer.early_stopping_patience=N name=RUN out_dir=DIR"""
 
 
 def add_parser(subparsers) -> None:
@@ -39,6 +44,12 @@ def add_parser(subparsers) -> None:
                              "(default 'user')")
     parser.add_argument("--val-fraction", type=float, default=None, help="share held out for validation (default 0.2)")
     parser.add_argument("--index", default=":", help="which structures of the file, ASE syntax (default ':')")
+    parser.add_argument("--molecule-key", default=None, metavar="KEY",
+                        help="info key naming each structure's molecule (default: 'molecule', 'mol_id', "
+                             "'smiles', 'name', ... when the file has one, else formula and bonds)")
+    parser.add_argument("--allow-worse", action="store_true",
+                        help="write the best fine-tuned step even when it is worse on validation than "
+                             "the start (default: then the start is written, and the output says so)")
     parser.add_argument("--out", default=None, metavar="OUT.safetensors",
                         help="where to write the model (default: the run directory's model.safetensors); "
                              "the report goes beside it")
@@ -54,7 +65,8 @@ def run(args) -> int:
         warnings.showwarning = _one_line  # restored on leaving the block
         finetune(args.model, args.data, energy_key=args.energy_key, forces_key=args.forces_key,
                  fidelity=args.fidelity, val_fraction=args.val_fraction, out=args.out,
-                 overrides=list(args.overrides or []), index=args.index, verbose=not args.quiet)
+                 overrides=list(args.overrides or []), index=args.index, verbose=not args.quiet,
+                 molecule_key=args.molecule_key, allow_worse=args.allow_worse)
     return 0
 
 

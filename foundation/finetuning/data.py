@@ -7,8 +7,10 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from foundation.errors import DataError, UserError
+from foundation.finetuning.molecules import AUTO, choose_key, describe, name_by_bonds
 
 MIN_STRUCTURES = 5  # fewer cannot be split into a training set and a held-out one worth scoring
 
@@ -17,7 +19,9 @@ MIN_STRUCTURES = 5  # fewer cannot be split into a training set and a held-out o
 class UserDataConfig:
     """The data of a fine-tune: structures already read (set `samples` after construction; they
     are not a config field, so `config.yaml` stays small), split into training and validation.
-    `split="auto"` splits by conformer when there are fewer than `AUTO_MIN_MOLECULES` molecules."""
+    `split="auto"` splits by conformer when there are fewer than `AUTO_MIN_MOLECULES` molecules.
+    `group_key` says which structures are one molecule (`foundation.finetuning.molecules`):
+    auto (an info key naming molecules if the file has one, else formula and bonds) | bonds | KEY."""
 
     fidelity: str = "user"
     val_fraction: float = 0.2
@@ -26,6 +30,7 @@ class UserDataConfig:
     max_atoms_per_batch: int = 256
     dtype: str = "float32"
     on_error: str = "raise"  # raise | skip: a structure that cannot be used stops, or is left out and counted
+    group_key: str = AUTO  # auto | bonds | an info key naming each structure's molecule
 
     def __post_init__(self):
         from foundation.data.memory import SPLITS
@@ -45,6 +50,8 @@ class UserDataConfig:
             raise UserError(f"data.dtype={self.dtype!r}: must be float32 or float64")
         if self.on_error not in ("raise", "skip"):
             raise UserError(f"data.on_error={self.on_error!r}: must be raise or skip")
+        if not self.group_key:
+            raise UserError("data.group_key='': give auto, bonds or the info key that names molecules")
         self.samples = None  # set by `finetune`
         self.skipped: list[str] = []  # why each structure left out (on_error=skip) was, set by `finetune`
 
@@ -52,14 +59,15 @@ class UserDataConfig:
         import torch
 
         from foundation.data.memory import AUTO_MIN_MOLECULES, InMemoryData
-        from foundation.data.molecules import molecule_key
         from foundation.data.split import split_by_conformer, split_by_molecule
 
         if not self.samples:
             raise UserError("data: no structures given (UserDataConfig is filled by foundation.finetune())")
         # Named once here, so the split and what is reported about it count the same molecules.
-        samples = [s if s.molecule else dataclasses.replace(s, molecule=molecule_key(s.numbers, s.positions))
-                   for s in self.samples]
+        samples = list(self.samples)
+        unnamed = [k for k, s in enumerate(samples) if not s.molecule]
+        for k, named in zip(unnamed, name_by_bonds([samples[k] for k in unnamed])):
+            samples[k] = named
         how = self.split
         if how == "auto":
             how = "molecule" if len({s.molecule for s in samples}) >= AUTO_MIN_MOLECULES else "conformer"
@@ -70,34 +78,48 @@ class UserDataConfig:
                             skipped=len(self.skipped))
 
 
+class UserData(NamedTuple):
+    samples: list
+    where: str  # a name for messages: the path, or "the N structures given"
+    molecules: str  # how the structures were grouped into molecules, for the split line
+
+
 def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str, index: str = ":",
-                   on_error: str = "raise", skipped: list[str] | None = None) -> tuple[list, str]:
-    """(samples, a name for messages) from a file path or a sequence of `ase.Atoms`. Energies are
-    taken as eV, forces as eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol. With
-    `on_error="skip"` a structure that cannot be used is left out and its reason appended to
-    `skipped` (as `foundation.data.ase_io.read_samples`)."""
-    from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_samples
+                   on_error: str = "raise", skipped: list[str] | None = None,
+                   group_key: str = AUTO) -> UserData:
+    """The structures of a file path or a sequence of `ase.Atoms`, labelled and named by molecule
+    (`group_key`, see `foundation.finetuning.molecules`). Energies are taken as eV, forces as
+    eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol. With `on_error="skip"` a
+    structure that cannot be used is left out and its reason appended to `skipped`."""
+    from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_atoms
 
     if isinstance(data, (str, os.PathLike)):
-        return read_samples(data, energy_key, forces_key, fidelity, index, on_error=on_error,
-                            skipped=skipped), str(data)
-    images = list(data) if isinstance(data, Sequence) else None
-    if not images or not all(hasattr(a, "get_atomic_numbers") for a in images):
-        raise UserError("data: expected a file path or a non-empty list of ase.Atoms")
-    samples = []
-    for i, atoms in enumerate(images):
+        images = [(f"{data}:{i}", atoms) for i, atoms in read_atoms(data, index)]
+    else:
+        given = list(data) if isinstance(data, Sequence) else None
+        if not given or not all(hasattr(a, "get_atomic_numbers") for a in given):
+            raise UserError("data: expected a file path or a non-empty list of ase.Atoms")
+        images = [(f"atoms[{i}]", atoms) for i, atoms in enumerate(given)]
+    key = choose_key(images, group_key)
+    samples, problems = [], []
+    for source, atoms in images:
         try:
-            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"atoms[{i}]"))
+            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, source, key))
         except DataError as e:
             if on_error != "skip":
                 raise
-            if skipped is not None:
-                skipped.append(str(e))
+            problems.append(str(e))
+    if skipped is not None:
+        skipped.extend(problems)
     if not samples:
-        raise DataError(f"none of the {len(images)} structures given can be used (the first: {skipped[0]})")
-    where = f"the {len(samples)} structures given"
+        what = f"{data}: none of its structures" if isinstance(data, (str, os.PathLike)) else \
+            f"none of the {len(images)} structures given"
+        raise DataError(f"{what} can be used (the first: {problems[0]})")
+    if key is None:
+        samples = name_by_bonds(samples)
+    where = str(data) if isinstance(data, (str, os.PathLike)) else f"the {len(samples)} structures given"
     check_energy_unit(samples, fidelity, where=where)
-    return samples, where
+    return UserData(samples, where, describe(key, group_key))
 
 
 def check_elements(model, samples, model_name: str) -> None:

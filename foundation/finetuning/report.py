@@ -27,21 +27,21 @@ ROWS = [  # (score key, label, unit, format)
 
 
 def describe(trainer, model_name: str, where: str, samples, fidelity: str, copied_from: str | None,
-             data_config) -> str:
-    """The lines printed once the trainer is built: model and head, data, split, refit
-    references, what trains."""
+             data_config, molecules: str = "") -> str:
+    """The lines printed once the trainer is built: model and head, data, split (with how the
+    molecules were told apart), refit references, what trains and what chooses the weights."""
     data = trainer.data
     total, trainable = trainer.n_parameters
     n_molecules = len({s.molecule for s in [*data.train, *data.val]})
+    named = f"{n_molecules} molecule{'s' if n_molecules != 1 else ''}" + (f" {molecules}" if molecules else "")
     if data.split_by == "conformer":
-        why = f"{n_molecules} molecule(s)"
+        why = named
         if data_config.split == "auto":
-            why += f", fewer than {AUTO_MIN_MOLECULES}: conformers of one molecule may be in both sets"
+            why += f"; fewer than {AUTO_MIN_MOLECULES}: conformers of one molecule may be in both sets"
     else:
-        why = f"{n_molecules} molecules, none in both sets"
+        why = f"{named}; none in both sets"
     head = (f"new head {fidelity!r}, copied from {copied_from!r}" if copied_from
             else f"continuing head {fidelity!r}")
-    refs = trainer.fitted_references.get(fidelity, {})
     elements = sorted({int(z) for s in samples for z in s.numbers})
     pretrained_heads = [h for h in trainer.model.heads if h != fidelity or not copied_from]
     return "\n".join([
@@ -49,12 +49,29 @@ def describe(trainer, model_name: str, where: str, samples, fidelity: str, copie
         f"data: {where}: {len(samples)} structures, elements {', '.join(symbol(z) for z in elements)}"
         + (f"; {len(data_config.skipped)} skipped (data.on_error=skip)" if getattr(data_config, "skipped", None) else ""),
         f"split: by {data.split_by} ({why}): {len(data.train)} training, {len(data.val)} validation structures",
-        "reference energies of the head refit by least squares: "
-        + ", ".join(f"{symbol(z)} {e:.4f} eV" for z, e in refs.items()),
+        references_line(trainer, fidelity, copied_from),
         f"training {trainable:,} of {total:,} parameters (frozen: {', '.join(trainer.config.freeze) or 'none'}), "
-        f"lr {trainer.config.lr:g}, up to {trainer.config.max_steps} steps, early stopping on "
-        f"{trainer.config.early_stopping_metric}; device {trainer.engine.device}; run dir {trainer.run_dir}",
+        f"lr {trainer.config.lr:g}, up to {trainer.config.max_steps} steps; device {trainer.engine.device}; "
+        f"run dir {trainer.run_dir}",
+        f"weights chosen on the {trainer.selection.describe()}, early stopping after "
+        f"{trainer.config.early_stopping_patience} validations without improvement"
+        + ("" if trainer.config.allow_worse else "; never worse than the start"),
     ])
+
+
+def references_line(trainer, fidelity: str, copied_from: str | None) -> str:
+    """E.g. "reference energies: a ridge-regularised change from head 'ccsdt_ccpvdz''s (…):
+    H +0.0123, C -0.2345 eV"."""
+    fit = trainer.reference_fits.get(fidelity)
+    if fit is None:
+        return "reference energies of the head: kept"
+    shown = [(z, d) for z, d in fit.change.items() if d != 0.0 or fit.method == "least squares"]
+    if fit.method == "least squares":
+        values = ", ".join(f"{symbol(z)} {e:.4f}" for z, e in fit.energies.items())
+        return f"reference energies of the head fitted by least squares ({fit.describe()}): {values} eV"
+    origin = f"head {copied_from!r}" if copied_from else "its own"
+    values = ", ".join(f"{symbol(z)} {d:+.4f}" for z, d in shown)
+    return f"reference energies refit as a change from {origin} ({fit.describe()}): {values} eV"
 
 
 def score_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
@@ -69,9 +86,11 @@ def score_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
 
 
 def format_summary(result) -> str:
-    """The lines printed at the end: status, the before/after table, where the files are."""
-    lines = [_training(result), f"validation errors ({result.n_val} structures, head {result.fidelity}):",
-             f"  {'':<32}{'before':>10}{'after':>10}"]
+    """The lines printed at the end: status (and, when the start was kept, the one line why),
+    the before/after table, where the files are."""
+    lines = [_training(result)] + ([result.reason] if result.reason else [])
+    lines += [f"validation errors ({result.n_val} structures, head {result.fidelity}):",
+              f"  {'':<32}{'before':>10}{'after':>10}"]
     lines += [f"  {label:<32}{b:>10}{a:>10}" for label, b, a in score_rows(result.before, result.after)]
     lines.append(f"model: {result.model_path} (default head {result.fidelity})")
     lines.append(f"report: {result.report_path}")
@@ -79,8 +98,11 @@ def format_summary(result) -> str:
 
 
 def _training(result) -> str:
-    kept = (f"weights of the best validation kept: step {result.best_step}" if result.best_step else
-            "no step improved on the start: the pretrained weights are kept, with the refit references")
+    if result.kept_start:
+        kept = f"no step beat the start ({result.start_value}): the start is written"
+    else:
+        gain = f", start {result.start_value}" if result.start_value else ""
+        kept = f"weights of step {result.best_step} written: selection metric {result.best_value}{gain}"
     return f"{result.status.replace('_', ' ')} after {result.steps} steps in {result.seconds:.0f} s ({kept})"
 
 
@@ -110,16 +132,20 @@ def report_markdown(result, context: dict, plot: Path | None) -> str:
         f"# Fine-tuning report: `{result.fidelity}`", "",
         f"- Pretrained model: `{context['model']}`",
         f"- Data: {context['data']}, {labels}",
-        f"- Fidelity `{result.fidelity}`: {head}; per-element reference energies refit by least "
-        f"squares before the first step (eV): {refs}",
-        f"- Split by {result.split_by}: {result.n_train} training, {result.n_val} validation structures",
+        f"- Fidelity `{result.fidelity}`: {head}; {result.references}; references now (eV): {refs}",
+        f"- Split by {result.split_by}: {result.n_molecules} molecules {result.molecules}; "
+        f"{result.n_train} training, {result.n_val} validation structures",
+        f"- Weights chosen on the {result.selection}; never worse there than the start "
+        "(the pretrained model with the refit references)" if not context.get("allow_worse") else
+        f"- Weights chosen on the {result.selection} (--allow-worse: the best step, even if worse than the start)",
+        *([f"- **{result.reason}**"] if result.reason else []),
         f"- Training: {_training(result)}; "
         f"{trainable:,} of {total:,} parameters trained (frozen: "
         f"{', '.join(f'`{p}`' for p in context['freeze']) or 'none'}); run directory `{result.run_dir}`",
         f"- Model: `{result.model_path}` (default head `{result.fidelity}`)", "",
         "## Validation errors", "",
-        "Before: the pretrained model with the refit reference energies (step 0). After: the fine-tuned model.",
-        "Relative energies are energies relative to the mean of their formula (conformers, isomers).", "",
+        "Before: the pretrained model with the refit reference energies (step 0). After: the model written.",
+        "Relative energies are energies relative to the mean of their molecule's validation conformers.", "",
         "| | before | after |", "|---|---:|---:|",
         *[f"| {label} | {b} | {a} |" for label, b, a in score_rows(result.before, result.after)], "",
     ]
@@ -134,7 +160,7 @@ def report_markdown(result, context: dict, plot: Path | None) -> str:
 def parity_plot(path: Path, samples: Sequence, fidelity: str, before: Sequence[float],
                 after: Sequence[float]) -> None:
     """Predicted against reference validation energies, before and after, in kcal/mol: relative
-    to their formula's mean where a formula has two structures or more (what conformer energies
+    to their molecule's mean where a molecule has two structures or more (what conformer energies
     are), else total energies less the mean per atom (so molecules of any size share an axis)."""
     import matplotlib
 
@@ -142,8 +168,8 @@ def parity_plot(path: Path, samples: Sequence, fidelity: str, before: Sequence[f
     from matplotlib import pyplot as plt
 
     ref = np.array([s.energies[fidelity] for s in samples])
-    formulas = [hill_formula(s.numbers) for s in samples]
-    relative, label = _relative_groups(formulas)
+    molecules = [s.molecule or hill_formula(s.numbers) for s in samples]
+    relative, label = _relative_groups(molecules)
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     for name, pred, style in (("before", before, dict(c="0.6", marker="x")),
                               ("after", after, dict(c="C0", marker="o", s=14))):
@@ -168,13 +194,13 @@ def parity_plot(path: Path, samples: Sequence, fidelity: str, before: Sequence[f
         plt.close(fig)
 
 
-def _relative_groups(formulas: list[str]) -> tuple[list[list[int]] | None, str]:
+def _relative_groups(molecules: list[str]) -> tuple[list[list[int]] | None, str]:
     groups: dict[str, list[int]] = defaultdict(list)
-    for i, f in enumerate(formulas):
-        groups[f].append(i)
+    for i, m in enumerate(molecules):
+        groups[m].append(i)
     several = [g for g in groups.values() if len(g) > 1]
     if several:
-        return several, "energy relative to formula mean"
+        return several, "energy relative to molecule mean"
     return None, "energy − mean energy per atom × atoms"
 
 

@@ -4,6 +4,7 @@ validation errors before and after, and a report (the steps: see `foundation.fin
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -33,29 +34,49 @@ class FinetuneResult:
     after: dict[str, Any]  # the same, after training
     status: str  # completed | early_stopped
     steps: int
-    best_step: int  # the step whose weights were kept: the best validation energy RMSE
+    best_step: int  # the step whose weights were written (0: the start's)
     seconds: float
+    molecules: str = ""  # how structures were grouped into molecules ("named by the file's 'molecule' key")
+    n_molecules: int = 0
+    selection: str = ""  # the validation metric that chose the weights, in words
+    start_value: str = ""  # that metric for the start and for the weights written, with units
+    best_value: str = ""
+    kept_start: bool = False  # no fine-tuned step beat the start: the start was written
+    reason: str | None = None  # why, in one line, when `kept_start`
+    references: str = ""  # how the head's reference energies were refit
 
 
 def finetune(model, data, energy_key: str = "energy", forces_key: str | None = None,
              fidelity: str | None = None, val_fraction: float | None = None,
              out: str | os.PathLike | None = None, overrides: Sequence[str] = (), index: str = ":",
-             verbose: bool = True) -> FinetuneResult:
+             verbose: bool = True, molecule_key: str | None = None, allow_worse: bool = False) -> FinetuneResult:
     """Fine-tune `model` (a registry name, path, URL or a model object) on `data` (an ASE-readable
     file, or a list of `ase.Atoms`) whose energies (eV) are under `energy_key` and forces (eV/Å,
     optional) under `forces_key`, as fidelity `fidelity` (a new head, or one the model has;
     default "user"). `overrides` are Hydra overrides on top of `recipe=finetune_user`, e.g.
     `["trainer.max_steps=3000", "data.split=molecule", "name=mine"]`. Writes the model to `out`
     (default `<run dir>/model.safetensors`) and a report beside it; with `verbose`, prints progress
-    and the before/after errors."""
-    from foundation.finetuning.report import describe, format_summary, write_report
+    and the before/after errors.
+
+    `molecule_key`: the info key naming each structure's molecule (`data.group_key`; default: one
+    of the usual names if the file has it, else formula and bonds). The weights written are those
+    of the best validation on `trainer.early_stopping_metric` (default: relative-energy RMSE, see
+    `foundation.train.selection`) and never worse there than the start (the pretrained model with
+    its refit references): when no step beats it, the start is written and `reason` says so;
+    `allow_worse=True` writes the best step anyway."""
+    from foundation.finetuning.report import describe, format_summary, references_line, write_report
 
     say = print if verbose else (lambda *_: None)
     started = time.perf_counter()
     config = compose_config(fidelity, val_fraction, overrides, verbose)
+    if molecule_key is not None:
+        config.data.group_key = str(molecule_key)
+    if allow_worse:
+        config.trainer.allow_worse = True
     fidelity = config.data.fidelity
     skipped: list[str] = []  # with data.on_error=skip: the structures left out, and why
-    samples, where = read_user_data(data, energy_key, forces_key, fidelity, index, config.data.on_error, skipped)
+    samples, where, molecules = read_user_data(data, energy_key, forces_key, fidelity, index,
+                                               config.data.on_error, skipped, config.data.group_key)
     pretrained, model_name = _load(model)
     check_elements(pretrained, samples, model_name)
     check_count(samples, where)
@@ -68,7 +89,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
 
     trainer = Trainer(config)
     data_module = trainer.data
-    say(describe(trainer, model_name, where, samples, fidelity, copied_from, config.data))
+    say(describe(trainer, model_name, where, samples, fidelity, copied_from, config.data, molecules))
     before, before_energies = evaluate_scores(trainer.model, data_module.val, fidelity)
     result = trainer.train()
     if result.status == "interrupted":
@@ -80,18 +101,39 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     tuned.default_head = fidelity
     after, after_energies = evaluate_scores(tuned, data_module.val, fidelity)
     out = Path(out) if out is not None else result.run_dir / "model.safetensors"
+    state, selection = trainer.state, trainer.selection
     record = FinetuneResult(out, _report_path(out), None, result.run_dir, fidelity, copied_from,
                             data_module.split_by, len(data_module.train), len(data_module.val),
-                            before, after, result.status, result.step, trainer.state.best_step,
-                            time.perf_counter() - started)
+                            before, after, result.status, result.step, result.best_step,
+                            time.perf_counter() - started, molecules,
+                            len({s.molecule for s in [*data_module.train, *data_module.val]}),
+                            result.selection, _shown(selection, state.start_metric),
+                            _shown(selection, state.best_metric), result.kept_start,
+                            _not_better(trainer) if result.kept_start else None,
+                            references_line(trainer, fidelity, copied_from))
     _save(tuned, result.model_path, out, record, model_name, where, energy_key, forces_key)
 
     context = {"model": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
                "freeze": list(config.trainer.freeze), "parameters": trainer.n_parameters,
+               "allow_worse": config.trainer.allow_worse,
                "references": tuned.reference_energies_dict()[fidelity]}
     record.plot_path = write_report(record, data_module.val, before_energies, after_energies, context)
     say(format_summary(record))
     return record
+
+
+def _shown(selection, value: float) -> str:
+    return selection.format(value) if math.isfinite(value) else ""
+
+
+def _not_better(trainer) -> str:
+    """The one line that says the start was written, and why."""
+    state, selection = trainer.state, trainer.selection
+    best = (f"the best fine-tuned step ({state.best_trained_step}) reached {selection.format(state.best_trained_metric)}"
+            if math.isfinite(state.best_trained_metric) else "no fine-tuned step was scored")
+    return (f"not better: fine-tuning did not improve the {selection.describe()} of the start "
+            f"({selection.format(state.start_metric)}; {best}), so the starting model (pretrained weights, "
+            "refit reference energies) is written; --allow-worse writes the best fine-tuned step instead")
 
 
 def compose_config(fidelity: str | None, val_fraction: float | None, overrides: Sequence[str],
@@ -117,11 +159,17 @@ def compose_config(fidelity: str | None, val_fraction: float | None, overrides: 
 
 def evaluate_scores(model, samples, fidelity: str) -> tuple[dict[str, Any], list[float]]:
     """(`SCORE_KEYS` of `model`'s `fidelity` head on `samples`, predicted energies in eV in the
-    order of `samples`, for the parity plot)."""
+    order of `samples`, for the parity plot). Relative energies are relative to each molecule's
+    mean (`Sample.molecule`), as the trainer's validation measures them."""
     from foundation.evaluation.evaluate import evaluate
+    from foundation.evaluation.metrics import relative_energy_rmse_kcal_mol
 
     full = evaluate(model, samples, head=fidelity, fidelity=fidelity, include_forces=False)
-    return {k: full[k] for k in SCORE_KEYS if k in full}, [row["energy_pred_ev"] for row in full["structures"]]
+    rows = full["structures"]
+    pred, ref = [r["energy_pred_ev"] for r in rows], [r["energy_ref_ev"] for r in rows]
+    full["relative_energy_rmse_kcal_mol"] = relative_energy_rmse_kcal_mol(
+        pred, ref, [r["molecule"] or r["formula"] for r in rows])
+    return {k: full[k] for k in SCORE_KEYS if k in full}, pred
 
 
 def _load(model) -> tuple[Any, str]:
@@ -157,7 +205,9 @@ def _save(tuned, exported: Path, out: Path, record: FinetuneResult, model_name: 
                 "fidelity": record.fidelity, "copied_from": record.copied_from, "split_by": record.split_by,
                 "n_train": record.n_train, "n_val": record.n_val, "before": record.before,
                 "after": record.after, "status": record.status, "steps": record.steps,
-                "best_step": record.best_step}
+                "best_step": record.best_step, "molecules": record.molecules, "n_molecules": record.n_molecules,
+                "selection": record.selection, "kept_start": record.kept_start, "reason": record.reason,
+                "references": record.references}
     save_model(tuned, out, {**kept, "default_head": record.fidelity, "finetune": recorded})
 
 

@@ -20,11 +20,14 @@ def test_the_command_prints_split_and_errors_and_writes_model_and_report(pretrai
     lines = captured.out.splitlines()
     assert lines[0].startswith(f"model: {pretrained} (heads ") and "new head 'hf_sto3g', copied from" in lines[0]
     assert lines[1] == f"data: {hf_xyz}: 36 structures, elements H, C, N, O"
-    assert lines[2].startswith("split: by conformer (3 molecule(s), fewer than 10") and \
-        lines[2].endswith("27 training, 9 validation structures")
-    assert lines[3].startswith("reference energies of the head refit by least squares: H ")
+    assert lines[2].startswith("split: by conformer (3 molecules told apart by formula and bonds; fewer than 10") \
+        and lines[2].endswith("27 training, 9 validation structures")
+    assert lines[3].startswith("reference energies refit as a change from head ") and "(ridge; " in lines[3]
+    assert "condition number" in lines[3] and lines[3].endswith(" eV")
     assert "frozen: networks.*.layers.2.*" in lines[4] and f"run dir {tmp_path / 'cli'}" in lines[4]
-    table = "\n".join(lines[5:])
+    assert lines[5].startswith("weights chosen on the validation relative-energy RMSE (energies relative to "
+                               "each molecule's mean) + 0.1 Å × forces RMSE") and "never worse than the start" in lines[5]
+    table = "\n".join(lines[6:])
     for row in ("relative energy RMSE (kcal/mol)", "energy MAE (kcal/mol)", "forces MAE (eV/Å)"):
         assert row in table
     assert lines[-2] == f"model: {out} (default head hf_sto3g)"

@@ -30,7 +30,7 @@ def test_finetune_lowers_the_held_out_error(pretrained, hf_images, hf_test_image
 
     assert result.copied_from is not None and result.fidelity == FIDELITY
     # Three molecules: too few to hold whole molecules out, so conformers are split (and said so).
-    assert result.split_by == "conformer" and "split: by conformer (3 molecule(s)" in printed
+    assert result.split_by == "conformer" and "split: by conformer (3 molecules told apart by formula and bonds" in printed
     assert result.n_train + result.n_val == len(hf_images) and result.n_val >= 2
     before, after = result.before, result.after
     assert after["relative_energy_rmse_kcal_mol"] < before["relative_energy_rmse_kcal_mol"]

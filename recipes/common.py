@@ -20,14 +20,20 @@ CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
 
 
 def train(recipe: str | None, overrides: Sequence[str] = (), quiet: bool = False) -> TrainResult:
-    """One training run: `hydra_configs/train.yaml` + `recipe=<recipe>` + overrides."""
+    """One training run: `hydra_configs/train.yaml` + `recipe=<recipe>` + overrides. A recipe
+    that early-stops writes the best validation's weights, never worse than its start; when the
+    start is what was written, its one-line reason is printed (unless `quiet`) and is
+    `result.note`."""
     config = load_run_config(([f"recipe={recipe}"] if recipe else []) + list(overrides))
     trainer = Trainer(config)
     try:
         with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-            return trainer.train()
+            result = trainer.train()
     finally:
         trainer.close()
+    if result.note and not quiet:  # early stopping wrote the start: no step beat it (issue 20)
+        print(f"{config.name}: {result.note}", flush=True)
+    return result
 
 
 def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:

@@ -53,20 +53,22 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     samples = training_samples(instantiate(cfg["data"], "data").build())
     fitted = samples is not None
     if fitted:
-        fit_offsets(model, samples)
+        fit_offsets(model, samples, ridge=cfg["trainer"].get("reference_ridge"))
     save_model(model, path, {"training": {"recipe": "delta", "base": str(pretrained), "steps": 0}})
     return path, cfg["name"], fitted
 
 
-def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64) -> dict[str, dict[int, float]]:
-    """Per-element offsets fitted by least squares to (target energy − base prediction) on the
-    training structures, set as each target head's references (base's + offset); return the offsets.
+def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64,
+                ridge: float | None = None) -> dict[str, dict[int, float]]:
+    """Per-element offsets fitted to (target energy − base prediction) on the training
+    structures, set as each target head's references (base's + offset); return the offsets.
 
-    The trainer's generic refit fits the raw target energies as if the learned part averaged to
-    zero; here the learned part is the base's, so the residual is what the offsets must explain
-    (on the embedded data this halves the starting error). Elements no structure has keep the
-    base's references (the minimum-norm fit from zero offsets)."""
-    from foundation.models.reference import fit_reference_energies
+    The residual is what the offsets must explain (on the embedded data this halves the starting
+    error). They are fitted as every refit of references from a parent head is
+    (`foundation.models.reference.refit_change`): ridge-regularised toward zero, one shift per
+    atom when the formulas cannot separate the elements, and elements no structure has keep the
+    base's references."""
+    from foundation.models.reference import RIDGE, refit_change
 
     base_refs = model.base.reference_energies_dict()[model.config.base_head]
     offsets = {}
@@ -75,8 +77,9 @@ def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64) -> dict[
         if not labelled:
             continue
         residual = np.array([s.energies[head] for s in labelled]) - base_energies(model, labelled, batch_size)
-        offsets[head] = fit_reference_energies([s.numbers for s in labelled], residual, model.elements,
-                                               prior={z: 0.0 for z in model.elements})
+        fit = refit_change([s.numbers for s in labelled], residual, model.elements,
+                           {z: 0.0 for z in model.elements}, RIDGE if ridge is None else ridge)
+        offsets[head] = fit.change
         model.set_reference_energies(head, {z: base_refs[z] + e for z, e in offsets[head].items()})
     return offsets
 
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"foundation.recipes.delta: error: {e}", file=sys.stderr)
         return 2
     print(f"{result.status} at step {result.step}: {result.model_path}")
+    if result.note:  # no step beat the start (base + offsets), which was written
+        print(result.note)
     return 0
 
 

@@ -45,17 +45,19 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
         raise UserError(f"--members {members}: {pretrained[0]} has only {size} members")
     member_overrides = [_member_overrides(cfg, folder, k) + ([f"trainer.init_member={k}"] if size else [])
                         for k in range(members)]
-    paths = []
+    paths, kept_start = [], []
     for k, extra in enumerate(member_overrides):
         source = str(pretrained[k % len(pretrained)]) if pretrained else None
         result = train_member(recipe, source, [*passed, *extra], quiet)
         if not quiet:
-            print(f"member {k}: {result.status} at step {result.step} -> {result.model_path}", flush=True)
+            kept = " (its start: no step beat it)" if result.kept_start else ""
+            print(f"member {k}: {result.status} at step {result.step} -> {result.model_path}{kept}", flush=True)
         paths.append(result.model_path)
+        kept_start += [k] if result.kept_start else []
     path = folder / ENSEMBLE_NAME
     metrics = _combine(paths, path, cfg, recipe, pretrained)
     write_json(folder / "ensemble.json", {"ensemble": str(path), "members": [str(p) for p in paths],
-                                          "validation": metrics})
+                                          "members_kept_start": kept_start, "validation": metrics})
     return {"path": path, "members": paths, "metrics": metrics}
 
 

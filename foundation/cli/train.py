@@ -77,4 +77,6 @@ def _print_result(result, config) -> None:
     shown = {k: v for k, v in result.metrics.items() if k.endswith(("energy_mae", "forces_mae"))}
     print(f"{result.status} at step {result.step}: "
           + ", ".join(f"{k.removeprefix('val/')} {v:.4g}" for k, v in shown.items()))
+    if result.note:  # early stopping found no step better than the start, which was written
+        print(result.note)
     print(f"model: {result.model_path}")

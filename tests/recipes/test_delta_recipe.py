@@ -32,9 +32,12 @@ def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny
     assert frozen == len(list(model.base.parameters())) > 0
 
 
-def test_the_init_model_starts_as_base_plus_least_squares_offsets(pretrained, tiny, runs_dir):
-    """Its CC references are the base's plus offsets fitted to CC − base prediction: the
-    residual on the training structures is orthogonal to every element count (normal equations)."""
+def test_the_init_model_starts_as_base_plus_ridge_offsets(pretrained, tiny, runs_dir):
+    """Its CC references are the base's plus offsets δ fitted to CC − base prediction by ridge
+    regression toward zero: the residual r on the training structures meets the ridge normal
+    equations Cᵀr = n λ δ (C the element counts, λ = RIDGE × the largest eigenvalue of CᵀC/n)."""
+    from foundation.models.reference import RIDGE
+
     path, _, fitted = delta.build_init_model(pretrained, [*tiny, "name=delta_init"])
     assert fitted and path == runs_dir / "delta_init" / delta.INIT_NAME
     model, base = load_model(path), load_model(pretrained)
@@ -43,10 +46,13 @@ def test_the_init_model_starts_as_base_plus_least_squares_offsets(pretrained, ti
     counts = np.array([[np.sum(s.numbers == z) for z in model.elements] for s in training])
     residual = batch.energy[CC].numpy() - model(batch, head=CC, forces=False)["energy"].detach().numpy()
     unfitted = batch.energy[CC].numpy() - base(batch, head=DFT, forces=False)["energy"].detach().numpy()
-    assert np.abs(counts.T @ residual).max() < 0.05  # eV·atoms, float32 predictions
-    assert np.abs(counts.T @ unfitted).max() > 10.0
     offsets = {z: model.reference_energies_dict()[CC][z] - base.reference_energies_dict()[DFT][z]
                for z in model.elements}
+    n = len(training)
+    penalty = RIDGE * np.linalg.eigvalsh(counts.T @ counts / n)[-1]
+    ridge = n * penalty * np.array([offsets[z] for z in model.elements])
+    assert np.abs(counts.T @ residual - ridge).max() < 0.05  # eV·atoms, float32 predictions
+    assert np.abs(counts.T @ unfitted).max() > 10.0
     refs = load_model(path).delta.reference_energies_dict()[CC]  # the correction holds the offsets
     assert refs == pytest.approx(offsets, abs=1e-9)
 

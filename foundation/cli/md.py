@@ -61,6 +61,9 @@ def read_structure(path: str, index: str = "-1"):
 
     if not Path(path).is_file():
         raise UserError(f"{path}: no such structure file")
+    from foundation.data.xyz_counts import check_xyz_counts
+
+    check_xyz_counts(path)  # a count of 1e9 would keep ASE's reader busy for minutes
     try:
         atoms = ase.io.read(path, index=index)
     except Exception as e:  # ASE raises many types for unreadable files

@@ -24,6 +24,7 @@ from ase.io.formats import string2index
 
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
+from foundation.data.xyz_counts import check_xyz_counts
 from foundation.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ def read_atoms(path: str | os.PathLike, index: str = ":") -> list[tuple[int, ase
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    if path.suffix not in _DB_SUFFIXES:
+        check_xyz_counts(path)  # a count of 1e9 would keep ASE's reader busy for minutes
     try:
         images = _read_db(path) if path.suffix in _DB_SUFFIXES else ase.io.read(path, index=":")
     except Exception as e:  # ASE raises many types for unreadable input; report them as one line

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "FOUNDATION_DEBUG": "",
@@ -28,6 +29,7 @@ class Outcome:
     code: int  # exit code; -N: killed by signal N
     stdout: str
     stderr: str
+    seconds: float
 
     def __str__(self) -> str:
         return f"foundation {' '.join(self.argv)}\n  exit {self.code}\n  stderr: {self.stderr[-3000:]}"
@@ -43,12 +45,17 @@ def run_commands(commands: list[list[str]], workdir: Path, timeout: int = 120) -
     assert done.returncode == 0, f"the driver failed ({done.returncode}): {done.stderr[-3000:]}"
     results = json.loads((workdir / "cli_results.json").read_text())
     return [Outcome(c, r["code"], Path(r["stdout"]).read_text(errors="replace"),
-                    Path(r["stderr"]).read_text(errors="replace")) for c, r in zip(commands, results)]
+                    Path(r["stderr"]).read_text(errors="replace"), r["seconds"]) for c, r in zip(commands, results)]
 
 
 def _drive(jobs_file: Path) -> None:
     jobs = json.loads(jobs_file.read_text())
-    import torch  # noqa: F401  (loaded once, shared by every child)
+    import matplotlib  # noqa: F401  (loaded once, shared by every child: the fine-tune report's plot)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import torch  # noqa: F401
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: 5 s in every training child)
 
     import foundation.calculators  # noqa: F401
     import foundation.data.ase_io  # noqa: F401
@@ -62,11 +69,13 @@ def _drive(jobs_file: Path) -> None:
         out, err = jobs_file.parent / f"cli_{k}.out", jobs_file.parent / f"cli_{k}.err"
         sys.stdout.flush()
         sys.stderr.flush()
+        started = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             _child(main, argv, out, err, jobs["timeout"])
         _, status = os.waitpid(pid, 0)
-        results.append({"code": os.waitstatus_to_exitcode(status), "stdout": str(out), "stderr": str(err)})
+        results.append({"code": os.waitstatus_to_exitcode(status), "stdout": str(out), "stderr": str(err),
+                        "seconds": time.perf_counter() - started})
     (jobs_file.parent / "cli_results.json").write_text(json.dumps(results))
 
 

@@ -5,6 +5,7 @@ then split into training and validation by `UserDataConfig`, the `data` config o
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -12,6 +13,7 @@ from typing import NamedTuple
 from foundation.errors import DataError, UserError
 from foundation.finetuning.molecules import AUTO, choose_key, describe, name_by_bonds
 
+log = logging.getLogger(__name__)
 MIN_STRUCTURES = 5  # fewer cannot be split into a training set and a held-out one worth scoring
 
 
@@ -109,6 +111,7 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
             if on_error != "skip":
                 raise
             problems.append(str(e))
+            log.warning("skipping structure (%d so far): %s", len(problems), e)
     if skipped is not None:
         skipped.extend(problems)
     if not samples:

@@ -122,7 +122,7 @@ print("ok")
 """
 
 
-def test_shapes_that_crash_a_plain_vesin_call_give_the_pairs_ase_finds():
+def test_shapes_that_crash_a_plain_vesin_call_give_every_pair_within_the_cutoff():
     import subprocess
     import sys
 

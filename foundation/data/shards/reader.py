@@ -8,8 +8,9 @@ instead: still disjoint and complete.
 
 A shard that is corrupt or truncated (fewer samples than the manifest says) raises `DataError`
 naming it, or with `on_error="skip"` is logged, counted and skipped from that point on. Each
-sample is validated as it is read (`checked_sample`: finite labels, atoms ≥ 0.5 Å apart, …), with
-the same choice between stopping and skipping.
+sample is validated as it is read (`checked_sample`, which is `Sample.validate`: positions and cell
+first, as `foundation.data.geometry` checks them everywhere, then finite labels, atoms ≥ 0.5 Å
+apart, …), with the same choice between stopping and skipping.
 """
 
 from __future__ import annotations

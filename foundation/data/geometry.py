@@ -31,16 +31,23 @@ from foundation.errors import BadStructureError
 MAX_DISTANCE = 1e4  # Å, from the origin (atoms) and for cell vector lengths
 MIN_CELL_HEIGHT = 0.5  # Å, of a periodic cell along each periodic direction
 _LIMIT = "1e4"  # MAX_DISTANCE as messages write it
+_SAFE_COMPONENT = MAX_DISTANCE / np.sqrt(3)
 
 
 def check_geometry(numbers, positions, cell=None, pbc=None, where: str = "structure") -> None:
     """Raise `BadStructureError` naming `where` and the atom (or cell vector) at fault; return
     None when positions (n, 3) and the cell (3, 3) with its `pbc` (3,) can be given to a model."""
     positions = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    pbc = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool).reshape(3)
+    # The common case in one comparison (every sample of a stream passes here): no coordinate
+    # above MAX_DISTANCE / sqrt(3) puts no atom and no cell vector beyond MAX_DISTANCE; NaN
+    # compares false and takes the long way, which names it.
+    largest = max(np.abs(positions).max(initial=0.0), np.abs(cell).max())
+    if largest <= _SAFE_COMPONENT and not pbc.any():
+        return
     _check_positions(np.asarray(numbers).reshape(-1), positions, where)
-    if cell is not None:
-        pbc = np.zeros(3, bool) if pbc is None else np.asarray(pbc, bool).reshape(3)
-        _check_cell(np.asarray(cell, dtype=np.float64).reshape(3, 3), pbc, where)
+    _check_cell(cell, pbc, where)
 
 
 def _check_positions(numbers: np.ndarray, positions: np.ndarray, where: str) -> None:
@@ -65,23 +72,38 @@ def _check_cell(cell: np.ndarray, pbc: np.ndarray, where: str) -> None:
     if lengths.max() > MAX_DISTANCE:
         k = int(np.argmax(lengths > MAX_DISTANCE))
         raise BadStructureError(f"{where}: cell vector {k} is {lengths[k]:.3g} Å long (limit {_LIMIT} Å)")
-    periodic = np.flatnonzero(pbc)
-    for k in periodic:
-        h = periodic_height(cell, periodic, k)
-        if h < MIN_CELL_HEIGHT:
+    heights = periodic_heights(cell, pbc)
+    for k in np.flatnonzero(pbc):
+        h = heights[k]
+        if h < MIN_CELL_HEIGHT * (1 - 1e-9):  # (rounding: a height of exactly 0.5 Å passes)
             raise BadStructureError(
                 f"{where}: the cell is singular along periodic direction {k} (height {h:.3g} Å, at least "
                 f"{MIN_CELL_HEIGHT} Å needed); give the cell vectors, or set pbc false along {k}")
 
 
-def periodic_height(cell: np.ndarray, periodic, k: int) -> float:
-    """Distance of cell vector `k` from the span of the other periodic cell vectors (Å): the
-    spacing of the layers of periodic images along direction `k`."""
-    others = cell[[m for m in periodic if m != k]]
-    if len(others) == 0:
-        return float(np.linalg.norm(cell[k]))
-    coefficients = np.linalg.lstsq(others.T, cell[k], rcond=None)[0]  # degenerate others: minimum norm
-    return float(np.linalg.norm(cell[k] - coefficients @ others))
+def periodic_heights(cell: np.ndarray, pbc) -> np.ndarray:
+    """(3,) the cell's height along each periodic direction (Å), inf along the others: the
+    distance of that cell vector from the span of the other periodic ones, which is the spacing
+    of the layers of periodic images (vesin grids by it; 0 for a singular cell)."""
+    cell = np.asarray(cell, dtype=np.float64).reshape(3, 3)
+    periodic = np.flatnonzero(np.asarray(pbc, bool).reshape(3))
+    heights = np.full(3, np.inf)
+    if len(periodic) == 3:  # 1 / |reciprocal vector|: one inversion for the usual case
+        try:
+            with np.errstate(all="ignore"):
+                heights = 1.0 / np.linalg.norm(np.linalg.inv(cell), axis=0)
+            if np.isfinite(heights).all():
+                return heights
+        except np.linalg.LinAlgError:
+            pass  # singular: the general way below says how much
+    for k in periodic:
+        others = cell[[m for m in periodic if m != k]]
+        if len(others) == 0:
+            heights[k] = np.linalg.norm(cell[k])
+            continue
+        coefficients = np.linalg.lstsq(others.T, cell[k], rcond=None)[0]  # degenerate others: minimum norm
+        heights[k] = np.linalg.norm(cell[k] - coefficients @ others)
+    return heights
 
 
 def _norms(vectors: np.ndarray) -> np.ndarray:

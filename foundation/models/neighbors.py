@@ -14,7 +14,7 @@ import torch
 import vesin
 
 from foundation.data.batch import AtomsBatch
-from foundation.data.geometry import periodic_height
+from foundation.data.geometry import periodic_heights
 from foundation.errors import UserError
 
 # Space between molecules laid side by side (beyond the cutoff), Å.
@@ -165,10 +165,7 @@ def _box_sides(points: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> np.ndar
     """The widths of the box vesin grids (Å): the cell's heights along periodic directions, the
     extent of the points along the others."""
     sides = np.ptp(points, axis=0) if len(points) else np.zeros(3)
-    periodic = np.flatnonzero(pbc)
-    for k in periodic:
-        sides[k] = periodic_height(cell, periodic, k)
-    return sides
+    return np.where(pbc, periodic_heights(cell, pbc), sides)
 
 
 def _vesin(cutoff: float) -> vesin.NeighborList:

@@ -11,7 +11,7 @@ import pytest
 from ase.build import molecule
 
 from foundation.data.ase_io import read_samples
-from foundation.data.geometry import MAX_DISTANCE, MIN_CELL_HEIGHT, check_geometry, periodic_height
+from foundation.data.geometry import MAX_DISTANCE, MIN_CELL_HEIGHT, check_geometry, periodic_heights
 from foundation.data.sample import Sample
 from foundation.errors import BadStructureError, DataError
 
@@ -70,13 +70,15 @@ def test_periodic_cells_that_are_not_singular_pass(cell, pbc):
     check_geometry([1], [[0, 0, 0]], cell, pbc)
 
 
-def test_periodic_height_is_the_layer_spacing_along_that_direction():
+def test_periodic_heights_are_the_layer_spacings_along_periodic_directions():
     cell = np.array([[4.0, 0, 0], [2.0, 3.0, 0], [1.0, 1.0, 2.5]])
     volume = abs(np.linalg.det(cell))
-    for k in range(3):
-        a, b = cell[(k + 1) % 3], cell[(k + 2) % 3]
-        assert periodic_height(cell, [0, 1, 2], k) == pytest.approx(volume / np.linalg.norm(np.cross(a, b)))
-    assert periodic_height(cell, [1], 1) == pytest.approx(np.linalg.norm(cell[1]))
+    faces = [np.linalg.norm(np.cross(cell[(k + 1) % 3], cell[(k + 2) % 3])) for k in range(3)]
+    assert periodic_heights(cell, [True] * 3) == pytest.approx(volume / np.array(faces))
+    assert periodic_heights(cell, [False, True, False]) == pytest.approx([np.inf, np.linalg.norm(cell[1]), np.inf])
+    in_plane = periodic_heights(cell, [True, True, False])  # within the plane of the two
+    assert in_plane[:2] == pytest.approx([4.0 * 3.0 / np.linalg.norm(cell[1]), 3.0]) and in_plane[2] == np.inf
+    assert periodic_heights(np.diag([5.0, 5.0, 0.0]), [True] * 3) == pytest.approx([5.0, 5.0, 0.0])
 
 
 def test_sample_validate_checks_the_geometry_before_labels_and_distances():

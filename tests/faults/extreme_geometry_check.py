@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from foundation.calculators import FoundationCalculator
 from foundation.data.batch import collate
-from foundation.data.geometry import MAX_DISTANCE, MIN_CELL_HEIGHT, check_geometry, periodic_height
+from foundation.data.geometry import MAX_DISTANCE, MIN_CELL_HEIGHT, check_geometry, periodic_heights
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import MIN_DISTANCE, Sample
 from foundation.errors import DataError
@@ -122,9 +122,8 @@ def crystals(draw) -> Sample:
 def _distances(sample: Sample, cutoff: float) -> np.ndarray:
     """Every pair (and periodic image) distance below `cutoff`, by brute force, sorted."""
     positions = getattr(sample, "wrapped", sample.positions)
-    periodic = np.flatnonzero(sample.pbc)
-    reach = [int(np.ceil(cutoff / periodic_height(sample.cell, periodic, k))) + 1 if sample.pbc[k] else 0
-             for k in range(3)]
+    heights = periodic_heights(sample.cell, sample.pbc)
+    reach = [int(np.ceil(cutoff / heights[k])) + 1 if sample.pbc[k] else 0 for k in range(3)]
     found = []
     for shift in itertools.product(*[range(-r, r + 1) for r in reach]):
         d = np.linalg.norm(positions[None] - positions[:, None] + np.array(shift, float) @ sample.cell, axis=-1)

@@ -14,7 +14,7 @@ import torch
 import vesin
 
 from foundation.data.batch import AtomsBatch
-from foundation.data.geometry import periodic_heights
+from foundation.data.geometry import MAX_DISTANCE, check_geometry, periodic_heights
 from foundation.errors import UserError
 
 # Space between molecules laid side by side (beyond the cutoff), Å.
@@ -37,15 +37,19 @@ def neighbor_pairs(batch: AtomsBatch, cutoff: float) -> tuple[torch.Tensor, torc
     if len(owner) and np.any(np.diff(owner) < 0):
         raise ValueError("neighbor_pairs: atoms of a structure must be contiguous (batch index sorted)")
     starts = np.searchsorted(owner, np.arange(batch.n_structures + 1))
+    cell = batch.cell.detach().to("cpu", torch.float64).numpy()
+    pbc = batch.pbc.detach().cpu().numpy()
+    # Batches built by hand skip the check at the doors: vesin must still never see NaN or 1e300 Å
+    # (SIGFPE), nor a periodic cell it cannot grid. NaN fails the comparison too.
+    if len(positions) and not np.abs(positions).max() <= MAX_DISTANCE:
+        for b in range(batch.n_structures):
+            _check(batch, b, positions[starts[b]:starts[b + 1]], cell[b], pbc[b])
 
     parts = [_molecule_pairs(positions, owner, periodic, cutoff)]
-    periodic_ids = np.flatnonzero(periodic)
-    if len(periodic_ids):
-        cell = batch.cell.detach().to("cpu", torch.float64).numpy()
-        pbc = batch.pbc.cpu().numpy()
-        for b in periodic_ids:
-            parts.append(_periodic_pairs(positions, starts[b], starts[b + 1], cell[b], pbc[b], cutoff,
-                                         _where(batch, b)))
+    for b in np.flatnonzero(periodic):
+        _check(batch, b, positions[starts[b]:starts[b + 1]], cell[b], pbc[b])
+        parts.append(_periodic_pairs(positions, starts[b], starts[b + 1], cell[b], pbc[b], cutoff,
+                                     _where(batch, b)))
     i = np.concatenate([p[0] for p in parts])
     j = np.concatenate([p[1] for p in parts])
     cell_shift = np.concatenate([p[2] for p in parts])
@@ -177,6 +181,12 @@ def _vesin(cutoff: float) -> vesin.NeighborList:
     if cutoff not in cache:
         cache[cutoff] = vesin.NeighborList(cutoff=float(cutoff), full_list=True, sorted=True, n_threads=1)
     return cache[cutoff]
+
+
+def _check(batch: AtomsBatch, b: int, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray) -> None:
+    start = int(torch.searchsorted(batch.batch, torch.tensor(b)))
+    numbers = batch.numbers[start:start + len(positions)].cpu().numpy()
+    check_geometry(numbers, positions, cell, pbc, _where(batch, b))
 
 
 def _where(batch: AtomsBatch, b: int) -> str:

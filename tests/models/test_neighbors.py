@@ -87,7 +87,8 @@ def test_triplets_are_all_unordered_pairs_of_pairs_sharing_a_centre():
 
 # Shapes on which vesin 0.6's cell list divides by zero (SIGFPE) unless neighbor_pairs keeps its
 # grid small: a flat molecule 2e4 Å across, flat molecules laid side by side in one batch, a
-# periodic slab 1e4 x 1e4 x 3 Å. Run in a subprocess: a signal must fail the test, not end pytest.
+# periodic slab 1e4 x 1e4 x 3 Å; and coordinates it must refuse itself in a batch built by hand.
+# Run in a subprocess: a signal must fail the test, not end pytest.
 _SHAPES = """
 import itertools
 import numpy as np, torch
@@ -118,6 +119,14 @@ for samples in ([flat(20, 2e4)], [flat(5, 2e3) for _ in range(6)], [slab], [line
     ours = np.sort((batch.positions[j] - batch.positions[i] + shifts).norm(dim=1).numpy())
     expected = np.sort(np.concatenate([brute_force(s) for s in samples]))
     assert len(ours) == len(expected) > 0 and np.allclose(ours, expected), (len(ours), len(expected))
+from foundation.errors import BadStructureError
+for bad in (np.nan, 1e300):  # a batch built by hand, past the checks at the doors (1e300: SIGFPE)
+    broken = Sample(numbers=[1, 1], positions=[[0, 0, 0], [bad, 0, 0]], source="hand.xyz:0")
+    try:
+        neighbor_pairs(collate([broken], fidelities=[], dtype=torch.float64), 5.2)
+        raise AssertionError("not refused")
+    except BadStructureError as e:
+        assert str(e).startswith("hand.xyz:0: atom 1 (H) "), e
 print("ok")
 """
 

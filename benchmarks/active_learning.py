@@ -28,6 +28,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import RESULTS, machine, sized, versions  # noqa: E402
+from foundation.cli.errors import entry_point  # noqa: E402
 from foundation.recipes.common import CC, train, write_json  # noqa: E402
 
 STRATEGIES = ("spread", "random")
@@ -153,6 +154,7 @@ def plot(energy: dict, relative: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path,

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
+from foundation.cli.errors import entry_point
 
 SMILES, TIMESTEP_FS = "CC(C)Cc1ccc(cc1)C(C)C(=O)O", 0.5
 STEPS, REPEATS = common.sized((100, 7), (5, 1))
@@ -111,6 +112,7 @@ def run(steps: int = STEPS, repeats: int = REPEATS) -> list[dict]:
     return [ani, painn_fig]
 
 
+@entry_point
 def main() -> None:
     common.run_and_report(run)
 

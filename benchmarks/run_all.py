@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from foundation.atomic import write_text_atomic
+from foundation.cli.errors import entry_point
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -124,6 +125,7 @@ def write_table(text: str, results: Path = RESULTS) -> Path:
     return write_text_atomic(results / "TABLE.md", text)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", metavar="NAME", help=f"scripts to run (of {', '.join(scripts())})")

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from foundation.cli.errors import entry_point
 from foundation.data.shards.manifest import Manifest, load_manifest
 from foundation.data.shards.reader import Reader, seed_from
 from foundation.data.stream import ShardStream
@@ -234,6 +235,7 @@ def _write_json(path: Path, data) -> None:
     os.replace(tmp, path)
 
 
+@entry_point
 def main() -> None:
     started = time.time()
     parser = argparse.ArgumentParser()

@@ -38,6 +38,7 @@ import numpy as np
 from benchmarks.common import RESULTS, machine, sized, versions
 from benchmarks.scale_data import write_scale_shards
 from foundation.atomic import write_text_atomic
+from foundation.cli.errors import entry_point
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import iter_shard_records
 
@@ -335,6 +336,7 @@ def plot(figure: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@entry_point
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=sized(5_000_000, 600), help="conformations")

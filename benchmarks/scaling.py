@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from benchmarks import common  # noqa: E402
+from foundation.cli.errors import entry_point  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REPEATS, STEPS, LOG_EVERY, MAX_ATOMS = common.sized((3, 60, 10, 512), (1, 4, 2, 64))
@@ -72,6 +73,7 @@ def run_figures() -> list[dict]:
         return [scaling_figure(Path(work))]
 
 
+@entry_point
 def main() -> None:
     common.run_and_report(run_figures)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import common
+from foundation.cli.errors import entry_point
 
 BATCH, N_BATCHES, REPEATS = common.sized((64, 5, 5), (4, 1, 1))
 LR = 1e-4
@@ -109,6 +110,7 @@ def run(batch_size: int = BATCH, n_batches: int = N_BATCHES, repeats: int = REPE
     return [ani, painn_fig]
 
 
+@entry_point
 def main() -> None:
     common.run_and_report(run)
 

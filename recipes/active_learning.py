@@ -29,6 +29,7 @@ import sys
 import time
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.pipelines.active.ledger import Ledger, once, write_json
@@ -297,6 +298,7 @@ HELP = {
 CHOICES = {"oracle": ORACLES, "strategy": STRATEGIES}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", required=True, help="where the rounds live; rerun the command to resume")
@@ -311,11 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     args = vars(parser.parse_args(argv))
     args["init_from"] = [p for p in args["init_from"].split(",") if p]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        run(ActiveLearningConfig(**args))
-    except UserError as e:
-        print(f"active learning: {e}", file=sys.stderr)
-        return 2
+    run(ActiveLearningConfig(**args))
     return 0
 
 

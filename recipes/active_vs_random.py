@@ -17,6 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
 from foundation.recipes.ensemble import train_member
 from foundation.recipes.learning_curve import shard_set
@@ -85,6 +86,7 @@ def compare(recipe: str, start: str, out: Path, seeds: int, overrides: list[str]
     return result
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default="delta", help="the transfer recipe (as chosen on validation)")

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
 from foundation.recipes.report import write_report
 
@@ -44,6 +45,7 @@ def run(models: list[str], out: Path, steps: int) -> dict:
     return results
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from foundation.cli.errors import entry_point
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
 from foundation.recipes.common import train
@@ -116,19 +117,14 @@ def run(pretrained: str | os.PathLike, overrides: Sequence[str] = (), quiet: boo
     return train("delta", [*passed, *refit, f"name={name}", f"trainer.init_from={init}"], quiet=quiet)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    from foundation.errors import UserError
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="pretrained", required=True,
                         help="the pretrained model: .safetensors file, run directory or registry name")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. name=delta trainer.max_steps=500")
     args = parser.parse_args(argv)
-    try:
-        result = run(args.pretrained, args.overrides)
-    except UserError as e:
-        print(f"foundation.recipes.delta: error: {e}", file=sys.stderr)
-        return 2
+    result = run(args.pretrained, args.overrides)
     print(f"{result.status} at step {result.step}: {result.model_path}")
     if result.note:  # no step beat the start (base + offsets), which was written
         print(result.note)

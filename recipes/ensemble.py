@@ -22,6 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.errors import UserError
 from foundation.recipes.common import markdown_table, train, write_json
 
@@ -124,6 +125,7 @@ def validation_errors(model, cfg: dict) -> dict[str, float]:
     return validate(predict_fn, data.val_batches(), heads, loss, next(model.parameters()).device, model.dtype)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=4)
@@ -132,11 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the model the members start from; repeat it to give one per member")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. name=ens trainer.max_steps=500")
     args = parser.parse_args(argv)
-    try:
-        out = run(args.members, args.recipe, args.pretrained, args.overrides)
-    except UserError as e:
-        print(f"foundation.recipes.ensemble: error: {e}", file=sys.stderr)
-        return 2
+    out = run(args.members, args.recipe, args.pretrained, args.overrides)
     metrics = out["metrics"]
     columns = [(k, k.removeprefix("val/") + (" (eV)" if "energy" in k else " (eV/Å)" if "forces" in k else ""))
                for k in next(iter(metrics.values())) if k.endswith(("energy_mae", "energy_rmse", "forces_rmse"))]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
 from foundation.recipes.ensemble import train_member
 from foundation.recipes.transfer import is_ensemble
@@ -110,6 +111,7 @@ def _start(text: str) -> tuple[str, tuple[str, str | None]]:
     return label, (recipe, source or None)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", action="append", required=True, metavar="LABEL=RECIPE:MODEL",

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, write_atomic, write_json
 
 
@@ -95,6 +96,7 @@ def _per_molecule_section(label: str, metrics: dict) -> list[str]:
     return lines + [""]
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate models on the held-out CC molecules and write a report.")
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=PATH",

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
 from foundation.recipes.common import train, write_atomic
@@ -86,6 +87,7 @@ def make_ani_cc_mini(base: list[str]) -> tuple[Path, dict]:
     return Path(tuned.model_path), {"start": "embedded DFT pretraining", "recipe": "finetune"}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", default="ani-1x-ccsdt", choices=sorted(ENTRIES), help="which model to make")

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
 from foundation.recipes.ensemble import train_member
 
@@ -49,6 +50,7 @@ def choose(compared: dict[str, dict], metric: str = METRIC) -> str:
     return min(compared, key=key)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", default="ani-1x", help="the pretrained model (name, file or run)")

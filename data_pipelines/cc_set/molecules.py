@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from foundation.atomic import write_text_atomic
+from foundation.cli.errors import entry_point
 
 from ..chemistry.cover import candidate, choose, coverage
 from ..chemistry.enumerate import canonical, enumerate_molecules
@@ -49,6 +50,7 @@ def build(n: int = N_MOLECULES) -> dict:
     }
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=N_MOLECULES, help="how many molecules")

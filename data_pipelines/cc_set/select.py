@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from foundation.atomic import write_text_atomic
+from foundation.cli.errors import entry_point
 from foundation.data.sample import Sample
 
 from ..label.conformers import sample_conformers
@@ -104,6 +105,7 @@ def _sha256(name: str) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ani-1x", help="the committee: an ensemble name, file or URL")

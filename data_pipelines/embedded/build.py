@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.pipelines.label.export import level_metadata, load_samples
@@ -64,6 +65,7 @@ def _load(folders) -> tuple[dict, dict, dict, dict]:
     return splits, stats, metadata, sources
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=Path, nargs="+", default=list(LABELS), help="labeller output folders")

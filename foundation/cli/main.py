@@ -3,17 +3,17 @@
 `func(args) -> int`. Adding a subcommand is adding a module and a line to `SUBCOMMANDS`.
 
 User errors (`foundation.errors.UserError`) become one line on stderr and exit code 2;
-`FOUNDATION_DEBUG=1` shows the traceback instead.
+`FOUNDATION_DEBUG=1` shows the traceback instead (`foundation.cli.errors`, which the recipes',
+pipelines' and benchmarks' `python -m` entry points use too).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
-from foundation.errors import UserError
+from foundation.cli.errors import run_reporting
 
 SUBCOMMANDS = ["train", "finetune", "evaluate", "data", "hub", "md"]
 
@@ -47,16 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    try:
-        return int(args.func(args) or 0)
-    except UserError as e:
-        if os.environ.get("FOUNDATION_DEBUG"):
-            raise
-        print(f"foundation {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"foundation {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_reporting(f"foundation {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

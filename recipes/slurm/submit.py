@@ -18,6 +18,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
+
 # The config tree installed with the package (the repository's hydra_configs/).
 LAUNCHER = Path(str(resources.files("foundation.configs") / "launcher" / "submitit_slurm.yaml"))
 # Keys of the Hydra plugin's config that submitit's AutoExecutor takes (as slurm_<key>), and the
@@ -65,6 +67,7 @@ def load_settings(path: Path = LAUNCHER) -> dict:
     return {k: v for k, v in config.items() if not k.startswith("_") and not (isinstance(v, str) and "${" in v)}
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      usage="python -m foundation.recipes.slurm.submit [options] -- OVERRIDES ...")

@@ -11,7 +11,10 @@
 7. the table on the test molecules, parity plots, the curves and the per-molecule errors of the
    ensemble, in `runs/demo/report/` (report.md, parity.png, learning_curve.png, results.json).
 
-    python -m foundation.recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 4]
+    python -m foundation.recipes.demo [--out runs/demo] [--fast] [--no-learning-curve] [--members 4] [--fresh]
+
+Typed again, it prints the finished result at once when nothing changed, else moves the earlier
+`runs/demo/` aside and runs afresh (`foundation.recipes.rerun`; `--fresh` always runs).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import sys
 import time
 from pathlib import Path
 
+from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
 from foundation.recipes.report import write_report
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 START = "ani-1x"  # the published foundation every transfer here starts from
 
@@ -87,15 +92,20 @@ def done(result, started: float):
     return result.model_path
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--fast", action="store_true", help="a few hundred steps per stage: a smoke test")
     parser.add_argument("--no-learning-curve", action="store_true", help="skip the learning curves")
     parser.add_argument("--members", type=int, default=4, help="members of the ANI-1x → CC ensemble (ANI-1x has 8)")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    run(args.out, args.fast, not args.no_learning_curve, args.members)
+    rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished result, or a fresh run
+    if not rerun.done:
+        results = run(args.out, args.fast, not args.no_learning_curve, args.members)
+        rerun.finish(f"{markdown_table(results)}\n\nreport: {args.out / 'report' / 'report.md'}")
     return 0
 
 

@@ -1,0 +1,29 @@
+"""`make demo` typed twice in one folder: the first runs, the second (nothing changed) prints the
+finished result at once; both exit 0. The demo's fastest mode (`--fast --no-learning-curve
+--members 1`, about 50 s on 2 busy cores), in an empty folder, as a real subprocess."""
+
+import os
+import subprocess
+import sys
+
+DEMO = [sys.executable, "-m", "foundation.recipes.demo", "--fast", "--no-learning-curve", "--members", "1"]
+
+
+def _demo(cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run(DEMO, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def test_the_demo_runs_twice_in_one_folder(tmp_path):
+    first = _demo(tmp_path)
+    report = tmp_path / "runs" / "demo" / "report" / "report.md"
+    assert report.is_file() and "== 1/6" in first
+    written = report.stat().st_mtime_ns
+    second = _demo(tmp_path)
+    assert "runs/demo: finished on" in second.splitlines()[0] and "== 1/6" not in second
+    table = [line for line in first.splitlines() if line.startswith("| ANI-1x → CC: finetune ensemble x1")]
+    assert table and table[0] in second  # the same result, shown again
+    assert report.stat().st_mtime_ns == written
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["demo"]  # nothing moved aside

@@ -37,6 +37,7 @@ from foundation.pipelines.active.oracle import LookupOracle, PySCFOracle, labell
 from foundation.pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
 from foundation.pipelines.active.select import STRATEGIES, SelectConfig
 from foundation.recipes.common import train
+from foundation.recipes.rerun import set_aside
 
 ORACLES = ("pyscf", "lookup")
 
@@ -310,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
             default = "" if f.default is None else f" (default {f.default})"
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
                                 choices=CHOICES.get(f.name), help=HELP[f.name] + default)
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over: the work dir's rounds are moved aside (by default a rerun resumes them)")
     args = vars(parser.parse_args(argv))
+    if args.pop("fresh"):
+        set_aside([Path(args["work_dir"])], "--fresh")
     args["init_from"] = [p for p in args["init_from"].split(",") if p]
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     run(ActiveLearningConfig(**args))

@@ -6,7 +6,7 @@ active or the random picks, with the same number of new labels per molecule (the
 two labelled counts, so a partly labelled set stays a fair comparison), and both are scored on
 the same test molecules. Several seeds, because one run's noise is as large as the effect.
 
-    python -m foundation.recipes.active_vs_random [--recipe delta] [--seeds 3] [--out runs/active_vs_random]
+    python -m foundation.recipes.active_vs_random [--recipe delta] [--seeds 3] [--out runs/active_vs_random] [--fresh]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
 from foundation.recipes.ensemble import train_member
 from foundation.recipes.learning_curve import shard_set
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 from foundation.recipes.transfer import is_ensemble
 
 
@@ -94,10 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("runs/active_vs_random"))
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    r = compare(args.recipe, args.start, args.out, args.seeds, args.overrides)
-    print(f"{r['new_labels_each']} new CC labels each, on {r['base_labels']} embedded ones; test rel. E RMSE "
-          f"(kcal/mol, mean of {r['seeds']} seeds): active {r['mean']['active']:.3f}, random {r['mean']['random']:.3f}")
+    rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished result, or a fresh run
+    if not rerun.done:
+        r = compare(args.recipe, args.start, args.out, args.seeds, args.overrides)
+        summary = (f"{r['new_labels_each']} new CC labels each, on {r['base_labels']} embedded ones; test rel. E "
+                   f"RMSE (kcal/mol, mean of {r['seeds']} seeds): active {r['mean']['active']:.3f}, "
+                   f"random {r['mean']['random']:.3f}")
+        print(summary)
+        rerun.finish(summary)
     return 0
 
 

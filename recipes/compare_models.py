@@ -2,7 +2,7 @@
 fine-tune on its CC data, for each model config; evaluate on the held-out CC molecules and record
 each one's training time.
 
-    python -m foundation.recipes.compare_models --out runs/compare [--steps 1500] [--model ani --model painn]
+    python -m foundation.recipes.compare_models --out runs/compare [--steps 1500] [--model ani --model painn] [--fresh]
 """
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ from pathlib import Path
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
 from foundation.recipes.report import write_report
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 # What the fine-tune freezes, per architecture: the ANI-1ccx choice for ANI, the first interaction
 # block (the closest PaiNN has to "low-level features") for PaiNN.
 FREEZE = {"ani": "[networks.*.layers.2.*]", "painn": "[interactions.0.*]"}
+COLUMNS = [("relative_energy_rmse_kcal_mol", "rel. E RMSE (kcal/mol)"),
+           ("energy_rmse_kcal_mol", "E RMSE (kcal/mol)"),
+           ("forces_vs_dft_mae_ev_per_a", "F MAE vs DFT (eV/Å)"),
+           ("training_seconds", "pretrain + finetune (s)")]
 
 
 def run(models: list[str], out: Path, steps: int) -> dict:
@@ -35,13 +40,9 @@ def run(models: list[str], out: Path, steps: int) -> dict:
     results = evaluate_models(paths, embedded_samples("test", CC), CC)
     for label, metrics in results.items():
         metrics["training_seconds"] = round(seconds[label.split(":")[0]], 1)
-    columns = [("relative_energy_rmse_kcal_mol", "rel. E RMSE (kcal/mol)"),
-               ("energy_rmse_kcal_mol", "E RMSE (kcal/mol)"),
-               ("forces_vs_dft_mae_ev_per_a", "F MAE vs DFT (eV/Å)"),
-               ("training_seconds", "pretrain + finetune (s)")]
     write_report(results, out / "report", notes=f"pretrain {steps} steps, then the finetune recipe; "
-                 "training time on the machine that ran it.\n\n" + markdown_table(results, columns))
-    print(markdown_table(results, columns))
+                 "training time on the machine that ran it.\n\n" + markdown_table(results, COLUMNS))
+    print(markdown_table(results, COLUMNS))
     return results
 
 
@@ -51,8 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/compare"))
     parser.add_argument("--steps", type=int, default=1500, help="pretraining steps")
     parser.add_argument("--model", action="append", help="model configs (default: ani, painn)")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    run(args.model or ["ani", "painn"], args.out, args.steps)
+    rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished result, or a fresh run
+    if not rerun.done:
+        results = run(args.model or ["ani", "painn"], args.out, args.steps)
+        rerun.finish(f"{markdown_table(results, COLUMNS)}\n\nreport: {args.out / 'report' / 'report.md'}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """Δ-learning recipe: a frozen DFT-pretrained model plus a small correction trained on CC − DFT
 (hydra_configs/recipe/delta.yaml has the settings; `model` there is the correction).
 
-    python -m foundation.recipes.delta --from runs/pretrain/model.safetensors name=delta [overrides…]
+    python -m foundation.recipes.delta --from runs/pretrain/model.safetensors name=delta [--fresh] [overrides…]
 
 Builds `foundation.models.delta.DeltaModel` from the pretrained model, saves it as
 `<out_dir>/<name>/delta_init.safetensors` with each target head's reference energies set to the
@@ -25,6 +25,7 @@ from foundation.cli.errors import entry_point
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
 from foundation.recipes.common import train
+from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 from foundation.train.trainer import TrainResult
 
 INIT_NAME = "delta_init.safetensors"
@@ -123,11 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="pretrained", required=True,
                         help="the pretrained model: .safetensors file, run directory or registry name")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. name=delta trainer.max_steps=500")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    result = run(args.pretrained, args.overrides)
-    print(f"{result.status} at step {result.step}: {result.model_path}")
+    folder, overrides, resume = run_folder("delta", args.overrides)
+    rerun = None if resume else Rerun(folder, argv, args.fresh)  # resume=true: the trainer's resume
+    if rerun is not None and rerun.done:
+        return 0
+    result = run(args.pretrained, overrides)
+    summary = f"{result.status} at step {result.step}: {result.model_path}"
     if result.note:  # no step beat the start (base + offsets), which was written
-        print(result.note)
+        summary += f"\n{result.note}"
+    print(summary)
+    if rerun is not None and result.status != "interrupted":
+        rerun.finish(summary)
     return 0
 
 

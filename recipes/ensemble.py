@@ -25,6 +25,7 @@ from pathlib import Path
 from foundation.cli.errors import entry_point
 from foundation.errors import UserError
 from foundation.recipes.common import markdown_table, train, write_json
+from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
 ENSEMBLE_NAME = "ensemble.safetensors"
 
@@ -133,13 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="pretrained", action="append", default=[],
                         help="the model the members start from; repeat it to give one per member")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. name=ens trainer.max_steps=500")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    out = run(args.members, args.recipe, args.pretrained, args.overrides)
+    folder, overrides, resume = run_folder(args.recipe, args.overrides)
+    rerun = None if resume else Rerun(folder, argv, args.fresh)  # resume=true: the trainer's resume
+    if rerun is not None and rerun.done:
+        return 0
+    out = run(args.members, args.recipe, args.pretrained, overrides)
     metrics = out["metrics"]
     columns = [(k, k.removeprefix("val/") + (" (eV)" if "energy" in k else " (eV/Å)" if "forces" in k else ""))
                for k in next(iter(metrics.values())) if k.endswith(("energy_mae", "energy_rmse", "forces_rmse"))]
-    print(markdown_table(metrics, columns))
-    print(f"ensemble: {out['path']}")
+    summary = f"{markdown_table(metrics, columns)}\nensemble: {out['path']}"
+    print(summary)
+    if rerun is not None:
+        rerun.finish(summary)
     return 0
 
 

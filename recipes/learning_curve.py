@@ -5,7 +5,7 @@ of CC *molecules* (random subsets of the training molecules, all their structure
 written as a real shard set beside the validation and test molecules, which never change.
 
     python -m foundation.recipes.learning_curve --start "ANI-1x=delta:ani-1x" --start "scratch=scratch:" \\
-        --out runs/curve [overrides…]
+        --out runs/curve [--fresh] [overrides…]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
 from foundation.recipes.ensemble import train_member
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 from foundation.recipes.transfer import is_ensemble
 
 FRACTIONS = (0.125, 0.25, 0.5, 1.0)
@@ -119,10 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--axis", action="append", choices=AXES, help="default: both")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    rows = learning_curve(dict(map(_start, args.start)), args.out, args.axis or AXES, overrides=args.overrides)
-    write_json(args.out / "learning_curve.json", rows)
-    print(f"plot: {curve_plot(rows, args.out / 'learning_curve.png')}")
+    rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished result, or a fresh run
+    if not rerun.done:
+        rows = learning_curve(dict(map(_start, args.start)), args.out, args.axis or AXES, overrides=args.overrides)
+        write_json(args.out / "learning_curve.json", rows)
+        summary = f"plot: {curve_plot(rows, args.out / 'learning_curve.png')}"
+        print(summary)
+        rerun.finish(summary)
     return 0
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, write_atomic, write_json
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 
 def parity_plot(results: dict[str, dict], path: Path) -> Path:
@@ -102,12 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=PATH",
                         help="a model file, run directory or registry name, with its label in the table")
     parser.add_argument("--out", type=Path, required=True)
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    models = dict(m.split("=", 1) for m in args.model)
-    results = evaluate_models(models, embedded_samples("test", CC), CC)
-    path = write_report(results, args.out)
-    print(markdown_table(results))
-    print(f"report: {path}")
+    rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished report, or a fresh one
+    if not rerun.done:
+        models = dict(m.split("=", 1) for m in args.model)
+        results = evaluate_models(models, embedded_samples("test", CC), CC)
+        summary = f"{markdown_table(results)}\nreport: {write_report(results, args.out)}"
+        print(summary)
+        rerun.finish(summary)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Make a shipped model and install it in the package, with its sha256 in the registry.
 
-    python -m foundation.recipes.ship_model [--name ani-1x-ccsdt|ani-cc-mini] [--members 8] [--out runs/ship] [overrides…]
+    python -m foundation.recipes.ship_model [--name ani-1x-ccsdt|ani-cc-mini] [--members 8] [--out runs/ship] [--fresh] [overrides…]
 
 - `ani-1x-ccsdt` (default): the published ANI-1x ensemble transferred to the embedded
   CCSD(T)/cc-pVDZ data. The recipe (finetune, multihead with DFT replay, delta on frozen ANI-1x)
@@ -27,6 +27,7 @@ from foundation.cli.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
 from foundation.recipes.common import train, write_atomic
+from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 HUB = Path(foundation.hub.__file__).parent  # the source tree in an editable install
 ANI_ATTRIBUTION = ("from ANI-1x (Smith, Isayev, Roitberg et al., AIQM; github.com/aiqm/ani-model-zoo; MIT licence, "
@@ -95,7 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/ship"))
     parser.add_argument("--hub", type=Path, default=HUB, help="the package's hub folder to install into")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
+    rerun = Rerun(args.out / args.name, argv, args.fresh, writes=[args.hub])
+    if rerun.done:  # made from the same inputs: install that file again (the hub may have changed since)
+        install(Path(rerun.record["model"]), args.name, args.hub)
+        return 0
     base = [f"out_dir={args.out / args.name}", "logger.progress_bar=false", *args.overrides]
     if args.name == "ani-1x-ccsdt":
         path, choice = make_ani_1x_ccsdt(args.members, base)
@@ -103,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         path, choice = make_ani_cc_mini(base)
     entry = install(path, args.name, args.hub)
     write_atomic(args.out / args.name / "choice.json", json.dumps(choice, indent=1) + "\n")
-    print(f"installed {args.name}: {entry['size']} bytes, sha256 {entry['sha256']}")
+    summary = f"installed {args.name}: {entry['size']} bytes, sha256 {entry['sha256']}"
+    print(summary)
+    rerun.finish(summary, model=str(path))
     return 0
 
 

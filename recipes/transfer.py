@@ -4,7 +4,7 @@ does to one member it does to each), is trained on the CC training molecules, an
 the CC *validation* molecules by relative energies, what conformer rankings and dynamics depend
 on. The test molecules are never looked at here.
 
-    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [overrides…]
+    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [--fresh] [overrides…]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
 from foundation.recipes.ensemble import train_member
+from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
 CANDIDATES = ("finetune", "multihead", "delta")
 METRIC = "relative_energy_rmse_kcal_mol"
@@ -56,10 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", default="ani-1x", help="the pretrained model (name, file or run)")
     parser.add_argument("--recipes", default=",".join(CANDIDATES), help="comma-separated candidate recipes")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every candidate, e.g. out_dir=runs/choose")
+    add_fresh_argument(parser)
     args = parser.parse_args(argv)
-    compared = compare(args.source, [r for r in args.recipes.split(",") if r], args.overrides, quiet=True)
-    print(markdown_table({r: v["validation"] for r, v in compared.items()}))
-    print(f"chosen on the validation molecules: {choose(compared)}")
+    recipes = [r for r in args.recipes.split(",") if r]
+    run_dir, _, resume = run_folder(None, args.overrides)  # the candidates are <out_dir>/choose_<recipe>
+    rerun = None if resume else Rerun([run_dir.parent / f"choose_{r}" for r in recipes], argv, args.fresh)
+    if rerun is not None and rerun.done:
+        return 0
+    compared = compare(args.source, recipes, args.overrides, quiet=True)
+    summary = (markdown_table({r: v["validation"] for r, v in compared.items()})
+               + f"\nchosen on the validation molecules: {choose(compared)}")
+    print(summary)
+    if rerun is not None:
+        rerun.finish(summary)
     return 0
 
 

@@ -21,8 +21,9 @@ $(STAMP): pyproject.toml setup.py
 
 install: $(STAMP)
 
+# Typed again: the finished result at once, or a fresh run; DEMO_ARGS=--fresh always runs afresh.
 demo: install
-	$(BIN)/python -m foundation.recipes.demo
+	$(BIN)/python -m foundation.recipes.demo $(DEMO_ARGS)
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

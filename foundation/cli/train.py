@@ -66,6 +66,8 @@ def _print_summary(trainer) -> None:
     print(f"data: fidelities {', '.join(data.fidelities)}; elements {data.elements}"
           + (f"; structures: {counts}" if counts else ""))
     print(f"device: {trainer.engine.device}, {trainer.config.dtype}; run dir: {trainer.run_dir}")
+    if trainer.resplit:  # resumed on another number of ranks
+        print(f"resuming on {trainer.engine.world_size} rank(s): {trainer.resplit}")
     sys.stdout.flush()
 
 

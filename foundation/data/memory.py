@@ -16,7 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
+from foundation.data import resplit
 from foundation.data.ase_io import ON_ERROR, read_samples
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
@@ -181,7 +183,9 @@ class InMemoryStream:
     """Endless batches of this rank's share of the training split. Each epoch every rank draws
     the same permutation (from `seed` and the epoch) and takes every `world_size`-th structure
     from position `rank`, so ranks are disjoint; batches are then filled up to the atom budget.
-    The position is (epoch, batches consumed), which is all resume needs to be exact."""
+    The position is (epoch, batches consumed), which is all resume needs to be exact; resumed on
+    another number of ranks, the structures no rank had taken in the epochs under way are dealt
+    out (a plan per epoch, `resplit.py`), none repeated or skipped."""
 
     def __init__(self, samples: Sequence[Sample], max_atoms: int, fidelities: Sequence[str], seed: int,
                  rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32):
@@ -192,6 +196,8 @@ class InMemoryStream:
         self.samples, self.max_atoms, self.fidelities = list(samples), max_atoms, list(fidelities)
         self.seed, self.rank, self.world_size, self.dtype = seed, rank, world_size, dtype
         self.epoch, self.batches = 0, 0
+        self.plans: dict[str, dict] = {}  # str(epoch) -> permutation positions consumed before a re-split
+        self.resplit: str | None = None
         self._groups: list[list[Sample]] | None = None  # of self.epoch
 
     def __iter__(self) -> "InMemoryStream":
@@ -199,7 +205,7 @@ class InMemoryStream:
 
     def __next__(self) -> AtomsBatch:
         groups = self._epoch_groups()
-        if self.batches >= len(groups):
+        while self.batches >= len(groups):  # a planned epoch may leave this rank nothing
             self.epoch, self.batches, self._groups = self.epoch + 1, 0, None
             groups = self._epoch_groups()
         group = groups[self.batches]
@@ -208,25 +214,79 @@ class InMemoryStream:
 
     def _epoch_groups(self) -> list[list[Sample]]:
         if self._groups is None:
-            order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.samples))
-            mine = order[self.rank::self.world_size]
-            self._groups = list(group_by_atoms((self.samples[i] for i in mine), self.max_atoms))
+            order = self._order(self.epoch)
+            self._groups = [[self.samples[order[p]] for p in group]
+                            for group in self._share(self.epoch, self.rank, self.world_size)]
         return self._groups
 
+    def _order(self, epoch: int) -> np.ndarray:
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.samples))
+
+    def _share(self, epoch: int, rank: int, world_size: int) -> list[list[int]]:
+        """`rank`'s batches of `epoch` as permutation positions: every `world_size`-th of those
+        not consumed before a re-split (all of them, in an epoch without a plan)."""
+        order, left = self._order(epoch), range(len(self.samples))
+        plan = self.plans.get(str(epoch))
+        if plan is not None:
+            left = list(resplit.left(plan, left))
+        mine = left[rank::world_size]
+        groups = group_by_atoms((_Positioned(self.samples[order[p]], p) for p in mine), self.max_atoms)
+        return [[s.position for s in group] for group in groups]
+
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batches": self.batches, "seed": self.seed,
-                "world_size": self.world_size, "n_samples": len(self.samples)}
+        """This rank's position, and (a collective under torch.distributed) every rank's, so that a
+        resume on another number of ranks can re-split it."""
+        ranks = [(self.rank, [self.epoch, self.batches])]
+        if self.world_size > 1 and dist.is_available() and dist.is_initialized():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, (self.rank, [self.epoch, self.batches]))
+        return {"epoch": self.epoch, "batches": self.batches, "seed": self.seed, "world_size": self.world_size,
+                "n_samples": len(self.samples), "plans": self.plans, "ranks": {str(r): p for r, p in sorted(ranks)}}
 
     def load_state_dict(self, state: dict) -> None:
         same_data = state.get("n_samples", len(self.samples)) == len(self.samples)
         if not same_data or state.get("seed", self.seed) != self.seed:
             warnings.warn("training data or seed differ from the checkpoint's: the data order after "
                           "resuming is not the one the interrupted run would have seen", stacklevel=2)
-        batches = int(state["batches"])
         old_world = int(state.get("world_size", self.world_size))
-        if old_world != self.world_size:
-            # Not exact any more; keep the same fraction of the epoch consumed.
+        self.plans, self._groups = dict(state.get("plans", {})), None
+        if old_world == self.world_size:
+            self.epoch, self.batches = int(state["epoch"]), int(state["batches"])
+            saved = state.get("ranks", {}).get(str(self.rank))
+            if saved is not None:
+                self.epoch, self.batches = int(saved[0]), int(saved[1])
+        elif len(state.get("ranks", {})) == old_world and same_data:
+            self._resplit(state, old_world)
+        else:  # a checkpoint of an older version holds one rank's position: keep the fraction
             warnings.warn(f"resuming with {self.world_size} ranks instead of {old_world}: the epoch "
                           "position is scaled, not exact", stacklevel=2)
-            batches = batches * old_world // self.world_size
-        self.epoch, self.batches, self._groups = int(state["epoch"]), batches, None
+            self.epoch, self.batches = int(state["epoch"]), int(state["batches"]) * old_world // self.world_size
+
+    def _resplit(self, state: dict, old_world: int) -> None:
+        """Plans for the epochs some old rank had begun and not every one had finished."""
+        at = [tuple(int(x) for x in state["ranks"][str(r)]) for r in range(old_world)]
+        first, last = min(e for e, _ in at), max(e for e, _ in at)
+        plans = {}
+        for epoch in range(first, last + 1):
+            taken = set()
+            for r, (e, b) in enumerate(at):
+                if e >= epoch:
+                    share = self._share(epoch, r, old_world)
+                    taken.update(p for group in (share if e > epoch else share[:b]) for p in group)
+            base = self.plans.get(str(epoch), resplit.NONE)
+            plans[str(epoch)] = resplit.consumed(base["prefix"], [*base["extra"], *taken])
+        self.plans, self.epoch, self.batches = plans, first, 0
+        span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
+        self.resplit = resplit.describe(f"{old_world} rank(s)", f"{self.world_size}", [span])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Positioned:
+    """A sample and its position in the epoch's permutation (what group_by_atoms groups)."""
+
+    sample: Sample
+    position: int
+
+    @property
+    def n_atoms(self) -> int:
+        return self.sample.n_atoms

@@ -13,7 +13,9 @@ Batches, not samples, cross the DataLoader worker boundary. Every random choice 
 (seed, epoch or draw index, reader), so a stream is a pure function of its settings and its
 position. The position is small: per reader the number of draws and, per key, (epoch, records
 taken in that epoch); restoring replays at most one epoch of one reader's records without building
-batches, and whole epochs are skipped without reading anything.
+batches, and whole epochs are skipped without reading anything. A position saved by another number
+of ranks or workers is re-split (`resplit.py`): what no reader had delivered of the epochs under
+way is shared out over the new readers, so each sample is still delivered once per epoch.
 
 Mixing keeps a separate stream per fidelity, of every sample labelled at it, each cycling at its
 own pace: with {"wb97x_631gs": 0.9, "ccsdt_ccpvdz": 0.1} a tenth of the drawn samples come from the
@@ -37,6 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
+from foundation.data.resplit import left, plan_parts, resplit_readers
 from foundation.data.shards.manifest import Manifest, load_manifest
 from foundation.data.shards.reader import (Reader, check_on_error, checked_sample, epoch_records, iter_samples,
                                           seed_from)
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 ALL = ""  # the mix key of an unmixed stream: every sample
 _MIX_SALT, _SHUFFLE_SALT, _DRAW_BLOCK = 0x6D6978, 0x736875, 4096
 _STATE_VERSION = 1
+_LAYOUT = ("world_size", "num_workers")  # may differ on resume: the position is then re-split
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,39 +78,77 @@ class StreamSpec:
 
 
 class _KeyStream:
-    """One mix key's endless records for one reader; `position` = (epoch, records taken in it)."""
+    """One mix key's endless records for one reader; `position` = (epoch, records taken in it).
+    An epoch with a plan (a position re-split from another layout, `resplit.py`) is the rest of
+    the logical readers the plan gives this reader; `parts` counts what it took of each, and
+    `done` keeps those counts of the planned epochs it finished (for a further re-split)."""
 
-    def __init__(self, spec: StreamSpec, key: str, salt: int, reader: Reader, position, failed):
+    def __init__(self, spec: StreamSpec, key: str, salt: int, reader: Reader, position, failed,
+                 plans: dict | None = None, parts: list | None = None, done: dict | None = None):
         self.spec, self.key, self.salt, self.reader, self.failed = spec, key, salt, reader, failed
         self.position = tuple(position)
+        self.plans = plans or {}  # str(epoch) -> plan; never changed here, so shared, not copied
+        self.parts = list(parts or self._zero_parts(self.position[0]))
+        self.done = dict(done or {})
         self._records = self._generate(*self.position)
 
     def next(self) -> tuple[str, dict]:
-        epoch, index, item = next(self._records)
+        epoch, index, part, item = next(self._records)
+        if epoch != self.position[0]:
+            self._finish(self.position[0], epoch)
+        if part is not None:
+            self.parts[part] += 1
         self.position = (epoch, index + 1)
         return item
 
+    def _finish(self, old: int, new: int) -> None:
+        """Record the part counts of the planned epochs from `old` up to `new` (empty ones too)."""
+        for epoch in range(old, new):
+            if str(epoch) in self.plans:
+                self.done[str(epoch)] = self.parts if epoch == old else self._zero_parts(epoch)
+        self.parts = self._zero_parts(new)
+
+    def _zero_parts(self, epoch: int) -> list[int]:
+        plan = self.plans.get(str(epoch))
+        return [] if plan is None else [0] * len(plan_parts(plan, self.reader.index, self.reader.count))
+
     def _generate(self, epoch: int, skip: int):
-        spec, route = self.spec, self.spec.routes[self.key]
         while True:
-            records = epoch_records(spec.manifest, spec.shards[self.key], self.reader, spec.seed, epoch,
-                                    self.salt, spec.on_error, self.failed)
-            if route is not None:
-                records = (r for r in records if record_label_set(r[1]) in route)
-            if spec.shuffle_buffer > 1:
-                rng = _rng(spec.seed, _SHUFFLE_SALT, self.salt, epoch, self.reader.index)
-                records = wds.shuffle(spec.shuffle_buffer, spec.shuffle_buffer, rng=rng)(records)
+            plan = self.plans.get(str(epoch))
+            records = ((None, r) for r in self._records_of(self.reader, epoch)) if plan is None \
+                else self._planned(plan, epoch)
             n = 0
-            for item in records:
+            for part, item in records:
                 if n >= skip:  # fast-forward on restore: records are read, no sample is built
-                    yield epoch, n, item
+                    yield epoch, n, part, item
                 n += 1
-            if n == 0:
+            if n == 0 and plan is None:
                 what = f"samples of fidelity {self.key!r}" if self.key else "samples"
-                raise DataError(f"{spec.manifest.location}: reader {self.reader.index} of {self.reader.count} "
-                                f"(world_size × workers) got no {what} in split {spec.split!r}; use fewer "
+                raise DataError(f"{self.spec.manifest.location}: reader {self.reader.index} of {self.reader.count} "
+                                f"(world_size × workers) got no {what} in split {self.spec.split!r}; use fewer "
                                 f"workers or ranks, or more data")
             epoch, skip = epoch + 1, 0
+
+    def _planned(self, plan: dict, epoch: int):
+        """(part, record): this reader's share of the rest of each logical reader of the plan."""
+        world, per_rank = plan["layout"]
+        for q, (i, a, cnt) in enumerate(plan_parts(plan, self.reader.index, self.reader.count)):
+            logical = Reader(i // per_rank, world, i % per_rank, per_rank)
+            for k, item in enumerate(left(plan["consumed"][i], self._records_of(logical, epoch))):
+                if k % cnt == a:
+                    yield q, item
+
+    def _records_of(self, reader: Reader, epoch: int):
+        """`reader`'s records of one epoch: its shards, routed to this key, shuffled."""
+        spec, route = self.spec, self.spec.routes[self.key]
+        records = epoch_records(spec.manifest, spec.shards[self.key], reader, spec.seed, epoch,
+                                self.salt, spec.on_error, self.failed)
+        if route is not None:
+            records = (r for r in records if record_label_set(r[1]) in route)
+        if spec.shuffle_buffer > 1:
+            rng = _rng(spec.seed, _SHUFFLE_SALT, self.salt, epoch, reader.index)
+            records = wds.shuffle(spec.shuffle_buffer, spec.shuffle_buffer, rng=rng)(records)
+        return records
 
 
 class _ReaderPipeline:
@@ -119,16 +161,23 @@ class _ReaderPipeline:
         self.failed: dict[str, int] = dict(state.get("failed", {}))  # shard url -> times skipped
         self.skipped = int(state.get("skipped", 0))  # samples that failed validation (on_error=skip)
         self._skips_in_a_row = 0
-        positions = state.get("streams", {})
-        self.streams = [_KeyStream(spec, key, salt, reader, positions.get(key, (0, 0)), self._note_failure)
+        positions, plans = state.get("streams", {}), state.get("plans", {})
+        parts, done = state.get("parts", {}), state.get("done", {})
+        self.streams = [_KeyStream(spec, key, salt, reader, positions.get(key, (0, 0)), self._note_failure,
+                                   plans.get(key), parts.get(key), done.get(key))
                         for salt, (key, _) in enumerate(spec.mix)]
 
     def _note_failure(self, url: str) -> None:
         self.failed[url] = self.failed.get(url, 0) + 1
 
     def position(self) -> dict:
-        return {"drawn": self.drawn, "failed": dict(self.failed), "skipped": self.skipped,
-                "streams": {s.key: list(s.position) for s in self.streams}}
+        position = {"drawn": self.drawn, "failed": dict(self.failed), "skipped": self.skipped,
+                    "streams": {s.key: list(s.position) for s in self.streams}}
+        if any(s.plans for s in self.streams):  # a re-split position (resplit.py)
+            position |= {"plans": {s.key: s.plans for s in self.streams},
+                         "parts": {s.key: list(s.parts) for s in self.streams},
+                         "done": {s.key: dict(s.done) for s in self.streams}}
+        return position
 
     def _sample(self, record: dict, where: str):
         """The record as a validated sample, or None when it is skipped (on_error=skip)."""
@@ -230,6 +279,13 @@ class ShardStream:
                                shuffle_buffer, on_error, dtype)
         self.batches = 0
         self._readers: dict[int, dict] = {}
+        self.resplit: str | None = None  # set when a position of another layout was re-split
+
+    @property
+    def positions(self) -> dict[int, dict]:
+        """This rank's readers' positions after the last batch taken (no collective): per reader,
+        per mix key, (epoch, records taken in it)."""
+        return {k: v for k, v in self._readers.items()}
 
     @property
     def skipped_samples(self) -> int:
@@ -271,16 +327,27 @@ class ShardStream:
         return {**self._identity(), "ranks": {str(r): s for r, s in sorted(ranks)}}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a position saved by `state_dict`. Saved by another number of ranks or workers, it
+        is re-split (`resplit.py`): the samples not yet delivered in the epochs under way are shared
+        out over this layout, none repeated or skipped, and `self.resplit` says so in one line."""
         mine = self._identity()
-        differ = [k for k in mine if state.get(k) != mine[k]]
+        differ = [k for k in mine if k not in _LAYOUT and state.get(k) != mine[k]]
         if differ:
             raise UserError("cannot resume the data stream: " + ", ".join(
                 f"{k} was {state.get(k)!r}, now {mine[k]!r}" for k in differ)
-                + " (resume with the same data, seed, ranks, workers and batching)")
-        saved = state["ranks"].get(str(self.spec.rank))
+                + " (resume with the same data, seed and batching)")
+        spec = self.spec
+        if (int(state["world_size"]), max(1, int(state["num_workers"]))) != (spec.world_size, spec.n_readers_per_rank):
+            readers, self.resplit = resplit_readers(state, [k for k, _ in spec.mix], spec.world_size,
+                                                    spec.n_readers_per_rank)
+            first = spec.rank * spec.n_readers_per_rank
+            self.batches = 0
+            self._readers = {w: readers[first + w] for w in range(spec.n_readers_per_rank)}
+            return
+        saved = state["ranks"].get(str(spec.rank))
         if saved is None:
             raise UserError(f"cannot resume the data stream: the checkpoint holds the positions of "
-                            f"ranks {', '.join(state['ranks'])}, not of rank {self.spec.rank}")
+                            f"ranks {', '.join(state['ranks'])}, not of rank {spec.rank}")
         self.batches = int(saved["batches"])
         self._readers = {int(k): v for k, v in saved["readers"].items()}
 

@@ -79,6 +79,7 @@ class Trainer:
         self.ema = EMA(self.model, tc.ema_decay)
         self.stream = self.data.train_stream(seed=tc.seed, rank=self.engine.rank,
                                              world_size=self.engine.world_size)
+        self.resplit: str | None = None  # one line when the data position was re-split over new ranks
         if resumed is not None:
             self._restore(resumed)
         self.resumed_from = None if resumed is None else resumed["step"]
@@ -333,14 +334,18 @@ class Trainer:
         if saved.get("shards"):
             if saved["shards"] != self.engine.world_size:
                 raise UserError(f"{self._resume_path}: written by {saved['shards']} ranks whose optimiser "
-                                f"states are sharded; resume it with {saved['shards']} ranks")
+                                f"states are sharded (ZeRO shards are not re-split); resume it with "
+                                f"{saved['shards']} ranks, not {self.engine.world_size}")
             self.engine.load_shard_state_dict(
                 checkpoint.read_shard(self.run_dir, saved["step"], self.engine.rank))
         ranks = saved.get("ranks") or [{"data": saved["data"], "rng": saved["rng"]}]
+        # The data position holds every rank's (a stream re-splits it over another world size);
+        # a rank the checkpoint did not have takes rank 0's RNG states.
         mine = ranks[self.engine.rank] if self.engine.rank < len(ranks) else ranks[0]
         self.ema.load_state_dict(saved["ema"])
         self.schedule.load_state_dict(saved["schedule"])
         self.stream.load_state_dict(mine["data"])
+        self.resplit = getattr(self.stream, "resplit", None)
         self.state = TrainState(**saved["trainer"])
         self.best_weights = saved.get("best_weights")
         changed = [k for k in config_changes(saved.get("run_config", {}), plain(self.run)) if k != "resume"]

@@ -121,6 +121,34 @@ def test_resume_with_another_world_size_warns(make_samples):
     assert other.epoch == stream.epoch
 
 
+def _merged(streams):
+    """The position all ranks gather in `state_dict` under torch.distributed."""
+    states = [s.state_dict() for s in streams]
+    return {**states[0], "ranks": {k: v for s in states for k, v in s["ranks"].items()}}
+
+
+@pytest.mark.parametrize("worlds", [(2, 1), (1, 2, 3)])
+def test_resume_on_another_world_size_delivers_each_structure_once_per_epoch(make_samples, worlds):
+    samples = make_samples(6, 4)
+    for i, s in enumerate(samples):
+        s.source = f"s{i}"
+    seen: dict[int, list] = {}
+    state = None
+    for k, world in enumerate(worlds):
+        streams = [InMemoryStream(samples, 30, ["dft"], seed=5, rank=r, world_size=world) for r in range(world)]
+        for r, stream in enumerate(streams):
+            if state is not None:
+                stream.load_state_dict(state)
+            last = k == len(worlds) - 1
+            while (stream.epoch < 2) if last else len(seen.get(0, [])) < 5 * (k + 1) + 3 * r:
+                ids = _ids(next(stream))
+                seen.setdefault(stream.epoch, []).extend(ids)
+        state = _merged(streams)
+        assert k == 0 or streams[0].resplit.startswith(f"data position saved by {worlds[k - 1]} rank(s) re-split")
+    for epoch in (0, 1):
+        assert sorted(seen[epoch]) == sorted(s.source for s in samples), epoch
+
+
 def test_stream_batches_have_the_configured_dtype(make_samples):
     data = InMemoryData(make_samples(3, 2), [], dtype=torch.float64)
     batch = next(iter(data.train_stream(seed=0)))

@@ -44,3 +44,8 @@ class _HookedStream:
 
     def load_state_dict(self, state):
         self.stream.load_state_dict(state)
+
+    def __getattr__(self, name):  # positions, resplit, skipped counts: the stream's own
+        if name == "stream":
+            raise AttributeError(name)
+        return getattr(self.stream, name)

@@ -5,7 +5,8 @@ so every rank takes the same step. gloo on CPU, NCCL on GPUs.
     torchrun --nproc_per_node=4 -m foundation train distributed=ddp ...
 
 The checkpointed state is the single engine's (model, optimiser), so a run can be resumed on
-another number of ranks or in one process (the data position is then scaled, not exact)."""
+another number of ranks or in one process: the data position is then re-split, every sample
+still delivered once per epoch (foundation/data/resplit.py)."""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ in .cache/torch_extensions of the repository (multiproc.env), so a test session 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -54,6 +56,17 @@ def test_zero2_resumes_exactly_from_a_checkpoint_with_sharded_optimiser_states(z
     for got, want in zip(final_state(resumed), final_state(straight)):
         for name, value in want.items():
             assert torch.equal(got[name], value), name
+
+
+def test_zero_shards_resumed_on_another_world_size_are_refused_in_one_line(zero2_run):
+    common, runs = zero2_run
+    done = subprocess.run([sys.executable, "-m", "foundation", "train", *common, "distributed=deepspeed",
+                           "distributed.zero_stage=2", "name=straight", "resume=true"], env=multiproc.env(),
+                          cwd=multiproc.REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.endswith("ckpt-00000012.pt: written by 2 ranks whose optimiser states are sharded (ZeRO shards "
+                         "are not re-split); resume it with 2 ranks, not 1"), done.stderr
 
 
 @pytest.mark.slow

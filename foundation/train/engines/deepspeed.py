@@ -63,6 +63,8 @@ class DeepSpeedEngine(ProcessGroupEngine):
         device = resolve_device(trainer_config.device, env.local_rank)
         if device.type == "cpu":
             os.environ.setdefault("DS_ACCELERATOR", "cpu")  # even where a GPU is present
+        # DeepSpeed reads LOCAL_RANK itself; without a launcher (one process) it is not set.
+        os.environ.setdefault("LOCAL_RANK", str(env.local_rank))
         init_process_group(env, device, config)
         super().__init__(config, device, env)
         self.deepspeed = _import_deepspeed(config.shm_comm)

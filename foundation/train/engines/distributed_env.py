@@ -23,6 +23,7 @@ import datetime
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
 
 import torch
@@ -125,8 +126,19 @@ def init_process_group(env: DistEnv, device: torch.device, config: DistributedCo
                         "are not set; launch with torchrun, the deepspeed launcher or srun")
     os.environ.setdefault("MASTER_ADDR", env.master_addr)
     os.environ.setdefault("MASTER_PORT", str(env.master_port))
+    _warn_shared_store(env)
     dist.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size,
                             timeout=timeout)
+
+
+def _warn_shared_store(env: DistEnv) -> None:
+    """torchrun restarting workers through its shared rendezvous store: the new round's workers can
+    read the dead round's addresses from it and fail or hang (pytorch/pytorch#135712)."""
+    if (env.rank == 0 and os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+            and os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") not in ("", "0")):
+        warnings.warn("torchrun --max-restarts with the shared rendezvous store: a restarted round can "
+                      "reconnect to the dead one's workers and fail or hang (pytorch/pytorch#135712); "
+                      "export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun", stacklevel=3)
 
 
 class PredictForward(nn.Module):

@@ -12,11 +12,11 @@ export MKL_NUM_THREADS ?= 1
 
 .PHONY: install demo test test-all bench clean
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev,hub,distributed,wandb]'
+	$(BIN)/python -m pip install -q -e '.[dev,hub,distributed,wandb,slurm]'
 	touch $(STAMP)
 
 install: $(STAMP)

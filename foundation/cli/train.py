@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from foundation.train.compose import compose_dict, load_run_config
+    from foundation.train.compose import compose_dict
 
     overrides = list(getattr(args, "overrides", []) or [])
     if args.show_config:
@@ -37,17 +37,25 @@ def run(args) -> int:
 
         print(OmegaConf.to_yaml(OmegaConf.create(compose_dict(overrides))), end="")
         return 0
-    config = load_run_config(overrides)
+    train(overrides)
+    return 0
 
+
+def train(overrides: list[str]):
+    """What `foundation train OVERRIDES` does (rank 0 prints), returning the `TrainResult`: its
+    `status` is "interrupted" when a signal stopped the run after a checkpoint (a launcher that
+    requeues, recipes/slurm/submit.py, asks for it)."""
+    from foundation.train.compose import load_run_config
     from foundation.train.trainer import Trainer
 
+    config = load_run_config(overrides)
     trainer = Trainer(config)
     if trainer.engine.is_rank0:
         _print_summary(trainer)
     result = trainer.train()
     if trainer.engine.is_rank0:
         _print_result(result, config)
-    return 0
+    return result
 
 
 def _print_summary(trainer) -> None:

@@ -1,5 +1,6 @@
-"""Stop cleanly when the scheduler asks: SIGTERM (SLURM's time limit, a pre-empted node) or
-SIGUSR1 (SLURM's `--signal=USR1@90` warning) sets a flag; the loop finishes its step, writes a
+"""Stop cleanly when the scheduler asks: SIGTERM (SLURM's time limit, a pre-empted node), SIGUSR1
+(SLURM's `--signal=USR1@90` warning, as recipes/slurm/train.sbatch asks) or SIGUSR2 (submitit's
+`--signal=USR2@…`, recipes/slurm/submit.py) sets a flag; the loop finishes its step, writes a
 checkpoint and returns, and the process exits 0 so the job can be requeued with `resume=true`."""
 
 from __future__ import annotations
@@ -7,7 +8,7 @@ from __future__ import annotations
 import signal
 import threading
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class StopRequest:

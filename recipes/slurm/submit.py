@@ -6,9 +6,10 @@
 Resources come from hydra_configs/launcher/submitit_slurm.yaml (the schema of Hydra's submitit
 plugin), then the command-line options. Each SLURM task is one rank: submitit's
 `TorchDistributedEnvironment` exports RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT,
-and the task runs the training in-process with `resume=true`. At a timeout or pre-emption
-submitit requeues the job (up to `max_num_timeout` times) and the run resumes from its newest
-checkpoint, so keep `trainer.ckpt_every` to minutes of training.
+and the task runs the training in-process with `resume=true`. On submitit's signal before the
+time limit (SIGUSR2, `signal_delay_s`) every rank writes a checkpoint, then submitit requeues the
+job (up to `max_num_timeout` times) and the run resumes from it (`Train`); a job that dies
+resumes from its newest periodic checkpoint, so keep `trainer.ckpt_every` to minutes of training.
 """
 
 from __future__ import annotations
@@ -33,18 +34,32 @@ _SLURM_ONLY = ("partition", "qos", "account", "constraint", "comment", "exclude"
 
 
 class Train:
-    """The callable each task runs; submitit calls `checkpoint` on a timeout or pre-emption."""
+    """The callable each task runs. A scheduler's stop signal (submitit's preemption signal, USR2 by
+    default, or SIGTERM/SIGUSR1) is taken by the trainer on every rank: it finishes the step, writes
+    a checkpoint and returns; then the signal is raised again for submitit, whose handler on rank 0
+    calls `checkpoint` (the same overrides, `resume=true`), requeues the job with `scontrol
+    requeue` and exits -1 (so no result is written and the job is not done); the other ranks
+    return. Without this, submitit's handler would requeue from inside a step, without a
+    checkpoint, while the other ranks went on."""
 
     def __init__(self, overrides: list[str]):
         self.overrides = [o for o in overrides if not o.startswith("resume=")] + ["resume=true"]
 
     def __call__(self) -> int:
+        import signal
+
         import submitit
 
-        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        from foundation.cli.main import main
+        # overwrite: submitit reads a MASTER_PORT set in the job's environment, then refuses to export it
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        from foundation.cli.errors import run_reporting
+        from foundation.cli.train import train
 
-        return main(["train", *self.overrides])
+        results = []
+        code = run_reporting("foundation train", lambda: results.append(train(self.overrides)))
+        if code == 0 and results[0].status == "interrupted":
+            signal.raise_signal(submitit.JobEnvironment._usr_sig())  # rank 0: checkpoint, requeue, exit
+        return code
 
     def checkpoint(self):
         import submitit
@@ -86,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     settings = load_settings(args.config) | {k: v for k, v in vars(args).items()
                                              if k not in ("config", "folder") and v is not None}
-    executor = submitit.AutoExecutor(folder=args.folder)
-    executor.update_parameters(**executor_parameters(settings))
+    params = executor_parameters(settings)
+    # submitit takes the requeue budget when the executor is made, not as a job parameter
+    budget = {k: params.pop(k) for k in ("slurm_max_num_timeout",) if k in params}
+    executor = submitit.AutoExecutor(folder=args.folder, **budget)
+    executor.update_parameters(**params)
     job = executor.submit(Train(overrides))
     print(f"submitted job {job.job_id}: {settings.get('nodes', 1)} node(s) × "
           f"{settings.get('tasks_per_node', 1)} rank(s); logs in {args.folder}")

@@ -166,11 +166,11 @@ class Trainer:
         atoms, t0 = 0, time.perf_counter()
         with StopRequest() as stop:
             while state.step < tc.max_steps:
-                batch = next(batches).to(self.engine.device, self.dtype)
+                micro = [next(batches).to(self.engine.device, self.dtype) for _ in range(tc.accumulate)]
                 state.step += 1
                 lr = self.schedule.set_step(state.step)
-                metrics = self.train_step(batch)
-                atoms += batch.n_atoms
+                metrics = self.train_step(micro if tc.accumulate > 1 else micro[0])
+                atoms += sum(b.n_atoms for b in micro)
                 last = state.step == tc.max_steps
                 row = {}
                 if state.step % tc.log_every == 0 or last:
@@ -197,19 +197,21 @@ class Trainer:
         return "completed", val
 
     def train_step(self, batch) -> dict[str, float]:
-        """One optimiser step on `batch` (already on the device). A step whose loss or gradient
-        is not finite changes nothing but the counters; too many in a row stop the run."""
-        from foundation.models.outputs import predict
-
+        """One optimiser step on `batch` (already on the device), or on a list of batches
+        (`trainer.accumulate`): their gradients add up, each loss divided by their number, and
+        under DDP only the last one's backward all-reduces. A step whose loss or gradient is not
+        finite changes nothing but the counters; too many in a row stop the run."""
         state = self.state
-        force_heads = self.loss_config.force_heads(batch, self.heads)
-        pred = predict(self.forward_model, batch, self.heads, force_heads, create_graph=True)
-        loss, parts = energy_force_loss(pred, batch, self.loss_config)
-        # Backward even when the loss is NaN: under DDP every rank must join the gradient
-        # all-reduce, after which all ranks see the same non-finite norm and skip together.
-        self.engine.backward(loss)
+        micro = batch if isinstance(batch, list) else [batch]
+        loss, parts = 0.0, {}
+        for i, b in enumerate(micro):
+            with self.engine.no_sync(i < len(micro) - 1):
+                value, terms = self._backward(b, len(micro))
+            loss += value / len(micro)
+            for k, v in terms.items():
+                parts[k] = parts.get(k, 0.0) + float(v) / len(micro)
         grad_norm = self.engine.clip_grad_norm(self.config.grad_clip)
-        bad = not (math.isfinite(float(loss.detach())) and math.isfinite(float(grad_norm)))
+        bad = not (math.isfinite(loss) and math.isfinite(float(grad_norm)))
         if self._any_rank(bad):
             self.engine.skip_step()
             state.nonfinite_total += 1
@@ -223,10 +225,22 @@ class Trainer:
         self.engine.step()
         self.ema.update(self.model)
         state.nonfinite_run = 0
-        metrics = {"loss": float(loss.detach()), "grad_norm": float(grad_norm),
+        metrics = {"loss": loss, "grad_norm": float(grad_norm),
                    "nonfinite_steps": state.nonfinite_total}
         metrics |= {f"loss/{k}": float(v) for k, v in parts.items()}
         return self.engine.all_reduce(metrics, "mean")
+
+    def _backward(self, batch, n: int) -> tuple[float, dict]:
+        """Forward and backward of one batch, its loss divided by `n`; (loss, its parts)."""
+        from foundation.models.outputs import predict
+
+        force_heads = self.loss_config.force_heads(batch, self.heads)
+        pred = predict(self.forward_model, batch, self.heads, force_heads, create_graph=True)
+        loss, parts = energy_force_loss(pred, batch, self.loss_config)
+        # Backward even when the loss is NaN: under DDP every rank must join the gradient
+        # all-reduce, after which all ranks see the same non-finite norm and skip together.
+        self.engine.backward(loss / n if n > 1 else loss)
+        return float(loss.detach()), parts
 
     def evaluate(self) -> dict[str, float]:
         """Validation metrics of the EMA weights."""

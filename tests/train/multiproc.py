@@ -86,26 +86,35 @@ def final_state(run_dir: Path) -> tuple[dict, dict]:
     return saved["engine"]["model"], saved["ema"]["shadow"]
 
 
-def reference(overrides: list[str], world_size: int = 2) -> tuple[dict, dict]:
+def reference(overrides: list[str], world_size: int = 2, accumulate: int = 1) -> tuple[dict, dict]:
     """The one-process run with the same global batch: each step takes the batches the ranks
-    would draw, accumulates their losses divided by `world_size`, then clips and steps once."""
+    would draw (`accumulate` each), accumulates their losses divided by `world_size × accumulate`,
+    then clips and steps once."""
     from foundation.models.outputs import predict
     from foundation.train.compose import load_run_config
     from foundation.train.loss import energy_force_loss
     from foundation.train.trainer import Trainer
 
-    trainer = Trainer(load_run_config([*overrides, "distributed=single"]))
+    trainer = Trainer(load_run_config([*overrides, "distributed=single", "trainer.accumulate=1"]))
     tc, engine = trainer.config, trainer.engine
     streams = [iter(trainer.data.train_stream(seed=tc.seed, rank=r, world_size=world_size))
                for r in range(world_size)]
+    params = list(engine.model.parameters())
     for step in range(1, tc.max_steps + 1):
         trainer.schedule.set_step(step)
+        ranks = []  # each rank's accumulated gradient, then their sum as the all-reduce adds them
         for stream in streams:
-            batch = next(stream).to(engine.device, trainer.dtype)
-            force_heads = trainer.loss_config.force_heads(batch, trainer.heads)
-            pred = predict(engine.model, batch, trainer.heads, force_heads, create_graph=True)
-            loss, _ = energy_force_loss(pred, batch, trainer.loss_config)
-            (loss / world_size).backward()
+            for _ in range(accumulate):
+                batch = next(stream).to(engine.device, trainer.dtype)
+                force_heads = trainer.loss_config.force_heads(batch, trainer.heads)
+                pred = predict(engine.model, batch, trainer.heads, force_heads, create_graph=True)
+                loss, _ = energy_force_loss(pred, batch, trainer.loss_config)
+                (loss / (world_size * accumulate)).backward()
+            ranks.append([p.grad for p in params])
+            engine.optimizer.zero_grad(set_to_none=True)
+        for p, grads in zip(params, zip(*ranks)):
+            present = [g for g in grads if g is not None]
+            p.grad = sum(present[1:], present[0]) if present else None
         engine.clip_grad_norm(tc.grad_clip)
         engine.step()
         trainer.ema.update(trainer.model)

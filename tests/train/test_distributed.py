@@ -108,6 +108,38 @@ def test_ddp_in_one_process_runs_unchanged_and_matches_the_single_engine(tmp_pat
         assert torch.equal(ddp.model.state_dict()[name], value), name
 
 
+def test_accumulating_batches_on_two_ranks_equals_one_process_with_the_same_global_batch(tmp_path):
+    common = [*TINY, *xyz_data(multiproc.write_xyz(tmp_path / "train.xyz")), f"out_dir={tmp_path}",
+              "trainer.max_steps=6", "trainer.val_every=6", "trainer.ckpt_every=6"]
+    multiproc.train([*common, "distributed=ddp", "trainer.accumulate=2", "name=acc"])
+    weights, ema = final_state(tmp_path / "acc")
+    ref_weights, ref_ema = reference([*common, "name=reference"], accumulate=2)
+    assert_close(weights, ref_weights)
+    assert_close(ema, ref_ema)
+
+
+def test_accumulation_all_reduces_once_per_step_not_per_batch(tmp_path):
+    common = [*TINY, *xyz_data(multiproc.write_xyz(tmp_path / "train.xyz")), f"out_dir={tmp_path}",
+              "trainer.max_steps=2", "trainer.val_every=2", "trainer.ckpt_every=2", "distributed=ddp"]
+    trainer = Trainer(load_run_config([*common, "trainer.accumulate=3", "name=acc"]))
+    reduced = []
+
+    def counting(state, bucket):  # DDP's default hook (mean over ranks), counted
+        reduced.append(bucket.index())
+        return _allreduce(bucket)
+
+    trainer.engine.ddp.register_comm_hook(None, counting)
+    trainer.train()
+    assert len(reduced) == 2  # one bucket (the tiny model's gradients) per step, 2 steps of 3 batches
+
+
+def _allreduce(bucket):
+    import torch.distributed as dist
+
+    tensor = bucket.buffer().div_(dist.get_world_size())
+    return dist.all_reduce(tensor, async_op=True).get_future().then(lambda f: f.value()[0])
+
+
 def test_launcher_environments_are_read():
     torchrun = {"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4",
                 "MASTER_ADDR": "node1", "MASTER_PORT": "29500"}

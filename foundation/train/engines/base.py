@@ -7,6 +7,7 @@ then `step()` or, for a step whose loss or gradient is not finite, `skip_step()`
 from __future__ import annotations
 
 import abc
+import contextlib
 
 import torch
 from torch import nn
@@ -62,6 +63,11 @@ class Engine(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
+
+    def no_sync(self, skip: bool = True):
+        """Context for a micro-batch's forward and backward whose gradients are only accumulated
+        (`skip`): DDP leaves out its all-reduce; one process has nothing to leave out."""
+        return contextlib.nullcontext()
 
     def shard_state_dict(self) -> dict | None:
         """This rank's part of a state that the engine partitions across ranks (ZeRO optimiser

@@ -10,6 +10,7 @@ still delivered once per epoch (foundation/data/resplit.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import warnings
@@ -59,7 +60,12 @@ class DDPEngine(LocalOptimizer, ProcessGroupEngine):
         # An output head's (1, n) weight slice gets a gradient whose stride differs from the
         # bucket's only along its size-1 dimension: the same memory layout, nothing to fix.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        self.ddp = ddp
         return WrappedForward(ddp)
+
+    def no_sync(self, skip: bool = True):
+        """A micro-batch that only accumulates: no gradient all-reduce (the last one reduces the sum)."""
+        return self.ddp.no_sync() if skip else contextlib.nullcontext()
 
 
 def build_engine(trainer_config, config: DDPConfig | None = None) -> DDPEngine:

@@ -59,6 +59,10 @@ class DeepSpeedConfig(DistributedConfig):
 
 class DeepSpeedEngine(ProcessGroupEngine):
     def __init__(self, config: DeepSpeedConfig, trainer_config):
+        if trainer_config.accumulate > 1:
+            raise UserError(f"trainer.accumulate={trainer_config.accumulate} with distributed=deepspeed: not "
+                            "supported (DeepSpeed accumulates by its own gradient_accumulation_steps); use "
+                            "distributed=ddp, or a larger data.max_atoms_per_batch")
         env = detect_env()
         device = resolve_device(trainer_config.device, env.local_rank)
         if device.type == "cpu":

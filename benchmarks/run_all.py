@@ -39,7 +39,7 @@ HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 NOT_BENCHMARKS = {"__init__", "common", "run_all"}
 HELPERS = {"scale_rank": "one rank of scale_rehearsal", "scale_data": "the shard writer of scale_rehearsal",
-           "two_nodes_rank": "one rank of two_nodes"}
+           "two_nodes_rank": "one rank of two_nodes", "scaling_rank": "one rank of scaling"}
 LONG = {"active_learning": "~13 minutes on 2 cores", "scale_rehearsal": "~20 minutes on 2 cores"}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 TIMEOUT_S = 600

@@ -185,30 +185,27 @@ def rehearse(work: Path, settings: Settings = Settings()) -> dict:
     killed = launch(overrides(shards, runs, "killed", settings), work / "log-killed", kill_step=settings.kill_step,
                     timeout=settings.timeout)
     ranks = committed(work / "log-killed")
+    resumed = sorted({line["resumed_from"] for lines in ranks.values() for line in lines if line["resumed_from"]})
     checks = {
         "exit_codes": {"straight": [a["returncode"] for a in straight["agents"]],
                        "killed": [a["returncode"] for a in killed["agents"]]},
-        "worker_processes": len(list((work / "log-killed").glob("*.jsonl"))),  # 2 at the start, 2 after the restart
-        "resumed": _span(ranks, sorted({line["resumed_from"] for lines in ranks.values() for line in lines
-                                        if line["resumed_from"] is not None})),
+        "worker_processes": len(list((work / "log-killed").glob("*.jsonl"))),  # 2 at the start, 2 restarted
+        "resumed": _span(ranks, resumed),
         "steps_trained": {str(r): [line["step"] for line in lines] for r, lines in ranks.items()},
-        "kill": _kill(ranks, settings.kill_step),
+        "kill": _span(ranks, [settings.kill_step], "step"),
         "coverage": coverage(ranks, settings.n_train),
         "coverage_straight": coverage(committed(work / "log-straight"), settings.n_train),
         "max_abs_weight_difference": max_difference(runs / "killed", runs / "straight"),
     }
-    return figure(f"two_nodes_restart{'' if settings.engine == 'ddp' else '_' + settings.engine}", "s (wall)", [killed["wall_s"]], [straight["wall_s"]], goal=None,
-                  ratio=straight["wall_s"] / killed["wall_s"], inputs={
-                      **dataclasses.asdict(settings), "agents": 2, "workers_per_agent": 1, "backend": "gloo",
-                      "ours": "the run with rank 1's worker SIGKILLed mid-epoch, agents restarting it",
-                      "peer": "the same run uninterrupted", "ratio": "peer / ours wall time"},
+    name = "two_nodes_restart" + ("" if settings.engine == "ddp" else f"_{settings.engine}")
+    inputs = {**dataclasses.asdict(settings), "agents": 2, "workers_per_agent": 1, "backend": "gloo",
+              "ours": "the run with rank 1's worker SIGKILLed mid-epoch, agents restarting it",
+              "peer": "the same run uninterrupted", "ratio": "peer / ours wall time"}
+    return figure(name, "s (wall)", [killed["wall_s"]], [straight["wall_s"]], goal=None,
+                  ratio=straight["wall_s"] / killed["wall_s"], inputs=inputs,
                   note="a rehearsal: the checks are the result; the wall times say what the restart cost here",
-                  load_average_1min=round(os.getloadavg()[0], 2), checks=checks, outputs={"killed": [a["stdout"][-2000:] + a["stderr"][-3000:]
-                                                     for a in killed["agents"]]})
-
-
-def _kill(ranks: dict[int, list[dict]], step: int) -> dict:
-    return _span(ranks, [step], "step")
+                  load_average_1min=round(os.getloadavg()[0], 2), checks=checks,
+                  outputs={"killed": [a["stdout"][-2000:] + a["stderr"][-3000:] for a in killed["agents"]]})
 
 
 def _span(ranks: dict[int, list[dict]], steps: list[int], name: str = "from_step") -> dict:

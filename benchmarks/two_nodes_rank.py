@@ -90,8 +90,8 @@ class SampleLog:
 
     def __call__(self, batch, epochs: list[int]) -> None:
         step = self.trainer.state.step + 1  # drawn before the trainer counts the step
-        line = {"step": step, "rank": self.rank, "world_size": self.trainer.engine.world_size,
-                "pid": os.getpid(), "time": time.time(), "resumed_from": self.trainer.resumed_from, "ids": list(batch.source),
+        line = {"step": step, "rank": self.rank, "world_size": self.trainer.engine.world_size, "pid": os.getpid(),
+                "time": time.time(), "resumed_from": self.trainer.resumed_from, "ids": list(batch.source),
                 "epochs": epochs}
         with open(self.path, "a") as f:
             f.write(json.dumps(line) + "\n")

@@ -3,13 +3,15 @@
 shards written to disk with the library's writer; rank 1's worker is SIGKILLed mid-epoch; the
 agents meet again and resume from the newest checkpoint. The run ends with the uninterrupted run's
 weights, and every epoch's samples were delivered exactly once across ranks, counted from the
-ranks' sample logs. (ZeRO-2 the same way: `python -m benchmarks.two_nodes`, not in CI: DeepSpeed's
-import doubles the time.)"""
+ranks' sample logs. ZeRO-2 the same way is marked slow (DeepSpeed's import doubles the time);
+`python -m benchmarks.two_nodes` records both."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `benchmarks` is not an installed package
@@ -19,8 +21,17 @@ from benchmarks.two_nodes import Settings, rehearse  # noqa: E402
 
 
 def test_two_agents_lose_a_worker_mid_epoch_and_end_as_the_uninterrupted_run(tmp_path):
-    settings = Settings()
-    fig = rehearse(tmp_path, settings)
+    _check(rehearse(tmp_path, Settings()), Settings())
+
+
+@pytest.mark.slow
+def test_the_same_with_deepspeed_zero2(tmp_path):
+    pytest.importorskip("deepspeed")
+    settings = Settings(engine="deepspeed")
+    _check(rehearse(tmp_path, settings), settings)
+
+
+def _check(fig: dict, settings: Settings) -> None:
     checks = fig["checks"]
     assert checks["exit_codes"] == {"straight": [0, 0], "killed": [0, 0]}, fig["outputs"]
     assert checks["worker_processes"] == 4  # two at the start, two started again by the agents

@@ -38,19 +38,21 @@ ENTRIES = {
                        "set (small closed-shell H/C/N/O molecules, up to 6 heavy atoms); ANI-1x's wB97X head beside the "
                        "CC head. For conformer and reaction energies of small organics near CC quality; not for "
                        "charged, open-shell or other-element systems, nor absolute energies of unseen molecule types",
-        "fidelities": ["wb97x_631gs", "ccsdt_ccpvdz"], "default_head": "ccsdt_ccpvdz",
+        "default_head": "ccsdt_ccpvdz",
         "elements": ["H", "C", "N", "O"], "license": "MIT", "attribution": ANI_ATTRIBUTION},
     "ani-cc-mini": {
         "description": "Demonstration: a small ANI-style model pretrained on the embedded wB97X/6-31G* data (1.5 k "
                        "structures) and fine-tuned to CCSD(T)/cc-pVDZ; shows the pipeline, not a start to fine-tune from",
-        "fidelities": ["wb97x_631gs", "ccsdt_ccpvdz"], "default_head": "ccsdt_ccpvdz",
+        "default_head": "ccsdt_ccpvdz",
         "elements": ["H", "C", "N", "O"], "license": "MIT"},
 }
 
 
 def install(model_path: Path, name: str, hub: Path = HUB) -> dict:
-    """Copy `model_path` into the package and write its registry entry (sha256, size and the
-    fields of `ENTRIES[name]`)."""
+    """Copy `model_path` into the package and write its registry entry (sha256, size, the heads in
+    the file's own order and the fields of `ENTRIES[name]`)."""
+    from foundation.hub.format import read_header
+
     target = hub / "weights" / f"{name}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
@@ -61,7 +63,8 @@ def install(model_path: Path, name: str, hub: Path = HUB) -> dict:
     registry_path = hub / "registry.json"
     registry = json.loads(registry_path.read_text())
     entry = registry["models"].setdefault(name, {})
-    entry.update(ENTRIES[name], path=f"weights/{name}.safetensors", sha256=file_sha256(target),
+    entry.update(ENTRIES[name], fidelities=list(read_header(target)["heads"]),
+                 path=f"weights/{name}.safetensors", sha256=file_sha256(target),
                  size=target.stat().st_size)
     write_atomic(registry_path, json.dumps(registry, indent=2, ensure_ascii=False) + "\n")
     return entry

@@ -1,6 +1,7 @@
 """`foundation finetune`: adapt a pretrained model to one's own labelled structures, in one command.
 
     foundation finetune --model ani-cc-mini --data mine.xyz --energy-key E_ccsdt --fidelity ccsdt_tz
+    foundation finetune --model ani-1x --data mine.xyz --energy-key E --fidelity cc --members 4
     foundation finetune --model run/model.safetensors --data mine.xyz --energy-key E --forces-key F \\
         --out mine.safetensors trainer.max_steps=3000 data.split=molecule
 """
@@ -18,7 +19,9 @@ default head) or continues the head of that name, refits the change of its per-e
 reference energies (ridge), trains with the second layer frozen and early stopping on the
 validation relative-energy RMSE, writes the best weights, never worse there than the start (or
 the start, saying so), prints validation errors before and after, and writes a Markdown report
-with a parity plot.
+with a parity plot. An ensemble start (ani-1x, ani-1ccx) is fine-tuned member by member, each
+from its own member with its own seed on one split, and written as one ensemble, never worse on
+validation than the start's members (--members K: only the first K).
 
 overrides (Hydra syntax, key=value; defaults in hydra_configs/recipe/finetune_user.yaml):
   trainer.max_steps=N trainer.lr=X trainer.freeze='[networks.*.layers.0.*]' trainer.device=cpu
@@ -50,6 +53,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--allow-worse", action="store_true",
                         help="write the best fine-tuned step even when it is worse on validation than "
                              "the start (default: then the start is written, and the output says so)")
+    parser.add_argument("--members", type=int, default=None, metavar="K",
+                        help="for an ensemble start (ani-1x, ani-1ccx, ...): fine-tune its first K members one by "
+                             "one (each from its own member, seed + k, one split) and write them as one "
+                             "ensemble (default: all; 1: member 0 alone, written as a single model)")
     parser.add_argument("--out", default=None, metavar="OUT.safetensors",
                         help="where to write the model (default: the run directory's model.safetensors); "
                              "the report goes beside it")
@@ -66,7 +73,7 @@ def run(args) -> int:
         finetune(args.model, args.data, energy_key=args.energy_key, forces_key=args.forces_key,
                  fidelity=args.fidelity, val_fraction=args.val_fraction, out=args.out,
                  overrides=list(args.overrides or []), index=args.index, verbose=not args.quiet,
-                 molecule_key=args.molecule_key, allow_worse=args.allow_worse)
+                 molecule_key=args.molecule_key, allow_worse=args.allow_worse, members=args.members)
     return 0
 
 

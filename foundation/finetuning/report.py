@@ -88,8 +88,10 @@ def score_rows(before: dict, after: dict) -> list[tuple[str, str, str]]:
 def format_summary(result) -> str:
     """The lines printed at the end: status (and, when the start was kept, the one line why),
     the before/after table, where the files are."""
-    lines = [_training(result)] + ([result.reason] if result.reason else [])
-    lines += [f"validation errors ({result.n_val} structures, head {result.fidelity}):",
+    lines = [_training(result), *member_lines(result)] + ([result.reason] if result.reason else [])
+    start = f"; before: its {len(result.members)} start members" if result.members else ""
+    lines += [f"validation errors{' of the ensemble' if result.members else ''} ({result.n_val} structures, "
+              f"head {result.fidelity}{start}):",
               f"  {'':<32}{'before':>10}{'after':>10}"]
     lines += [f"  {label:<32}{b:>10}{a:>10}" for label, b, a in score_rows(result.before, result.after)]
     lines.append(f"model: {result.model_path} (default head {result.fidelity})")
@@ -97,7 +99,21 @@ def format_summary(result) -> str:
     return "\n".join(lines)
 
 
+def member_lines(result) -> list[str]:
+    """One line per member of an ensemble fine-tune: how its run ended and which weights it gave."""
+    n = len(result.members)
+    return [f"  member {m['member'] + 1}/{n}: {m['status'].replace('_', ' ')} after {m['steps']} steps, "
+            + ("no step beat its start: its start is used" if m["kept_start"] else
+               f"weights of step {m['best_step']} ({m['best_value']}; start {m['start_value']})")
+            for m in result.members]
+
+
 def _training(result) -> str:
+    if result.members:
+        kept = (f"not better than its start ({result.start_value}): the start is written" if result.kept_start
+                else f"selection metric {result.best_value}, start {result.start_value}")
+        return (f"{len(result.members)} members fine-tuned one by one in {result.seconds:.0f} s; "
+                f"the ensemble: {kept}")
     if result.kept_start:
         kept = f"no step beat the start ({result.start_value}): the start is written"
     else:
@@ -140,8 +156,10 @@ def report_markdown(result, context: dict, plot: Path | None) -> str:
         f"- Weights chosen on the {result.selection} (--allow-worse: the best step, even if worse than the start)",
         *([f"- **{result.reason}**"] if result.reason else []),
         f"- Training: {_training(result)}; "
-        f"{trainable:,} of {total:,} parameters trained (frozen: "
+        f"{trainable:,} of {total:,} parameters trained{' per member' if result.members else ''} (frozen: "
         f"{', '.join(f'`{p}`' for p in context['freeze']) or 'none'}); run directory `{result.run_dir}`",
+        *[f"- Member {line.strip().removeprefix('member ')}; run `{m['run_dir']}`"
+          for line, m in zip(member_lines(result), result.members)],
         f"- Model: `{result.model_path}` (default head `{result.fidelity}`)", "",
         "## Validation errors", "",
         "Before: the pretrained model with the refit reference energies (step 0). After: the model written.",

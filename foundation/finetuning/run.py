@@ -13,6 +13,7 @@ from typing import Any
 
 from foundation.errors import UserError
 from foundation.finetuning.data import check_count, check_elements, read_user_data
+from foundation.finetuning.members import Trained, plan_members, train_members
 from foundation.train.trainer import Trainer
 
 SCORE_KEYS = ("relative_energy_rmse_kcal_mol", "energy_mae_kcal_mol", "energy_rmse_kcal_mol",
@@ -44,12 +45,19 @@ class FinetuneResult:
     kept_start: bool = False  # no fine-tuned step beat the start: the start was written
     reason: str | None = None  # why, in one line, when `kept_start`
     references: str = ""  # how the head's reference energies were refit
+    # An ensemble start fine-tuned member by member: one dict per member (member, seed, run_dir,
+    # split, status, steps, best_step, kept_start, start_value, best_value); empty for one network.
+    # Then `before` is the start's members (references refit) as an ensemble, `after` the ensemble
+    # written, `kept_start` says the start ensemble was written, and status / steps / best_step
+    # are over the members (completed when all completed; the most steps; the latest best step).
+    members: list[dict] = dataclasses.field(default_factory=list)
 
 
 def finetune(model, data, energy_key: str = "energy", forces_key: str | None = None,
              fidelity: str | None = None, val_fraction: float | None = None,
              out: str | os.PathLike | None = None, overrides: Sequence[str] = (), index: str = ":",
-             verbose: bool = True, molecule_key: str | None = None, allow_worse: bool = False) -> FinetuneResult:
+             verbose: bool = True, molecule_key: str | None = None, allow_worse: bool = False,
+             members: int | None = None) -> FinetuneResult:
     """Fine-tune `model` (a registry name, path, URL or a model object) on `data` (an ASE-readable
     file, or a list of `ase.Atoms`) whose energies (eV) are under `energy_key` and forces (eV/Å,
     optional) under `forces_key`, as fidelity `fidelity` (a new head, or one the model has;
@@ -63,7 +71,11 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     of the best validation on `trainer.early_stopping_metric` (default: relative-energy RMSE, see
     `foundation.train.selection`) and never worse there than the start (the pretrained model with
     its refit references): when no step beats it, the start is written and `reason` says so;
-    `allow_worse=True` writes the best step anyway."""
+    `allow_worse=True` writes the best step anyway.
+
+    An ensemble start (e.g. "ani-1x") is fine-tuned member by member and written as one ensemble
+    of the first `members` of its members (default all; `foundation.finetuning.members`);
+    `members=1` fine-tunes its member 0 alone and writes a single model."""
     from foundation.finetuning.report import describe, format_summary, references_line, write_report
 
     say = print if verbose else (lambda *_: None)
@@ -80,6 +92,8 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     pretrained, model_name = _load(model)
     check_elements(pretrained, samples, model_name)
     check_count(samples, where)
+    count = plan_members(pretrained, members, model_name, config.trainer)
+    label = _label(pretrained, model_name, count, config.trainer.init_member)
     copied_from = None
     if fidelity not in pretrained.heads:
         copied_from = config.trainer.new_head_from or pretrained.default_head or pretrained.heads[0]
@@ -87,39 +101,67 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     config.trainer.init_from = _init_path(model, pretrained, config.run_dir)
     config.data.samples, config.data.skipped = samples, skipped
 
-    trainer = Trainer(config)
-    data_module = trainer.data
-    say(describe(trainer, model_name, where, samples, fidelity, copied_from, config.data, molecules))
-    before, before_energies = evaluate_scores(trainer.model, data_module.val, fidelity)
-    result = trainer.train()
-    if result.status == "interrupted":
-        raise UserError(f"fine-tuning interrupted at step {result.step}; the run is in {result.run_dir}")
+    def lines(trainer) -> str:
+        return describe(trainer, label, where, samples, fidelity, copied_from, config.data, molecules)
 
-    from foundation.hub.format import load_model_file
-
-    tuned = load_model_file(result.model_path, trainer.engine.device)  # the best validation's weights
-    tuned.default_head = fidelity
+    trained = (_train_one(config, lambda trainer: say(lines(trainer))) if count == 1
+               else train_members(config, count, _train_one, lines, verbose))
+    trainer, tuned, data_module = trained.trainer, trained.model, trained.trainer.data
+    before, before_energies = evaluate_scores(trained.start, data_module.val, fidelity)
     after, after_energies = evaluate_scores(tuned, data_module.val, fidelity)
-    out = Path(out) if out is not None else result.run_dir / "model.safetensors"
-    state, selection = trainer.state, trainer.selection
-    record = FinetuneResult(out, _report_path(out), None, result.run_dir, fidelity, copied_from,
-                            data_module.split_by, len(data_module.train), len(data_module.val),
-                            before, after, result.status, result.step, result.best_step,
-                            time.perf_counter() - started, molecules,
-                            len({s.molecule for s in [*data_module.train, *data_module.val]}),
-                            result.selection, _shown(selection, state.start_metric),
-                            _shown(selection, state.best_metric), result.kept_start,
-                            _not_better(trainer) if result.kept_start else None,
-                            references_line(trainer, fidelity, copied_from))
-    _save(tuned, result.model_path, out, record, model_name, where, energy_key, forces_key)
+    out = Path(out) if out is not None else config.run_dir / "model.safetensors"
+    record = FinetuneResult(
+        model_path=out, report_path=_report_path(out), plot_path=None, run_dir=config.run_dir,
+        fidelity=fidelity, copied_from=copied_from, split_by=data_module.split_by,
+        n_train=len(data_module.train), n_val=len(data_module.val), before=before, after=after,
+        seconds=time.perf_counter() - started, molecules=molecules,
+        n_molecules=len({s.molecule for s in [*data_module.train, *data_module.val]}),
+        references=references_line(trainer, fidelity, copied_from)
+        + (f" (member 1's; each of the {count} refits its own)" if count > 1 else ""), **trained.outcome)
+    _save(tuned, trained.header, out, record, label, where, energy_key, forces_key)
 
-    context = {"model": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
+    context = {"model": label, "data": where, "energy_key": energy_key, "forces_key": forces_key,
                "freeze": list(config.trainer.freeze), "parameters": trainer.n_parameters,
                "allow_worse": config.trainer.allow_worse,
                "references": tuned.reference_energies_dict()[fidelity]}
     record.plot_path = write_report(record, data_module.val, before_energies, after_energies, context)
     say(format_summary(record))
     return record
+
+
+def _train_one(config, announce) -> Trained:
+    """One run (a single model, or one member of an ensemble): build the trainer, `announce(trainer)`,
+    keep a copy of the start, train, load the weights it exported (the best validation's)."""
+    import copy
+
+    from foundation.hub.format import load_model_file, read_header
+
+    trainer = Trainer(config)
+    announce(trainer)
+    start = copy.deepcopy(trainer.model).eval()  # the pretrained weights, references refit: "before"
+    start.default_head = config.data.fidelity
+    result = trainer.train()
+    if result.status == "interrupted":
+        raise UserError(f"fine-tuning interrupted at step {result.step}; the run is in {result.run_dir}")
+    tuned = load_model_file(result.model_path, trainer.engine.device)
+    tuned.default_head = config.data.fidelity
+    header = read_header(result.model_path)
+    state, selection = trainer.state, trainer.selection
+    outcome = {"status": result.status, "steps": result.step, "best_step": result.best_step,
+               "selection": result.selection, "start_value": _shown(selection, state.start_metric),
+               "best_value": _shown(selection, state.best_metric), "kept_start": result.kept_start,
+               "reason": _not_better(trainer) if result.kept_start else None}
+    kept = {k: header[k] for k in ("metrics", "training", "data_manifest_hash") if k in header}
+    return Trained(trainer, start, tuned, kept, outcome)
+
+
+def _label(model, name: str, count: int, member: int | None) -> str:
+    """The start as the output names it: "ani-1x"; "ani-1x, member 0 of 8" or "ani-1x, members
+    0-3 of 8" when not all of its members are fine-tuned."""
+    size = len(getattr(model, "members", None) or ())
+    if count == size or not size:
+        return name
+    return f"{name}, member {member} of {size}" if count == 1 else f"{name}, members 0-{count - 1} of {size}"
 
 
 def _shown(selection, value: float) -> str:
@@ -194,13 +236,12 @@ def _init_path(model, loaded, run_dir: Path) -> str:
     return str(path)
 
 
-def _save(tuned, exported: Path, out: Path, record: FinetuneResult, model_name: str, where: str,
+def _save(tuned, kept: dict, out: Path, record: FinetuneResult, model_name: str, where: str,
           energy_key: str, forces_key: str | None) -> None:
-    """The exported model again, its default head set and the fine-tune recorded in the header."""
-    from foundation.hub.format import read_header, save_model
+    """The model to write, its default head set, what its training's header said (`kept`) and the
+    fine-tune recorded in the header."""
+    from foundation.hub.format import save_model
 
-    header = read_header(exported)
-    kept = {k: header[k] for k in ("metrics", "training", "data_manifest_hash") if k in header}
     recorded = {"from": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
                 "fidelity": record.fidelity, "copied_from": record.copied_from, "split_by": record.split_by,
                 "n_train": record.n_train, "n_val": record.n_val, "before": record.before,
@@ -208,6 +249,8 @@ def _save(tuned, exported: Path, out: Path, record: FinetuneResult, model_name: 
                 "best_step": record.best_step, "molecules": record.molecules, "n_molecules": record.n_molecules,
                 "selection": record.selection, "kept_start": record.kept_start, "reason": record.reason,
                 "references": record.references}
+    if record.members:
+        recorded["members"] = record.members
     save_model(tuned, out, {**kept, "default_head": record.fidelity, "finetune": recorded})
 
 

@@ -18,9 +18,13 @@ What it does, in order (each step can fail with one clear line before any traini
    the start being the first candidate, so the weights written are never worse there than the
    start (when no step beats it, the start is written and `reason` says so); score again
    ("after"), write the model (default head: the fidelity) and a Markdown report with a parity plot.
+An ensemble start (ANI-1x, ANI-1ccx) runs steps 5-6 once per member, each from its own member with
+its own seed on the one split, and writes one ensemble, never worse than its start members
+(`members`; `members=K` fine-tunes the first K, 1 of them as a single model).
 
 Modules: `data` (reading, checks, the split), `molecules` (which structures are one molecule),
-`run` (the steps), `report` (what it prints and writes); the settings are
+`run` (the steps), `members` (an ensemble, member by member), `report` (what it prints and
+writes); the settings are
 hydra_configs/recipe/finetune_user.yaml.
 """
 

@@ -105,3 +105,25 @@ def hf_xyz(tmp_path_factory, hf_images) -> Path:
     path = tmp_path_factory.mktemp("user") / "hf_sto3g.xyz"
     ase.io.write(path, hf_images, format="extxyz")
     return path
+
+
+@pytest.fixture(scope="session")
+def pretrained_ensemble(pretrained, tmp_path_factory) -> Path:
+    """An ensemble start like ANI-1x's, in small: three copies of the pretrained model, each
+    moved by its own noise so that the members differ."""
+    import torch
+
+    from foundation.hub.format import save_model
+    from foundation.loading import load_pretrained
+    from foundation.models.ensemble import EnsembleModel
+
+    members = []
+    for k in range(3):
+        member = load_pretrained(pretrained, device="cpu")
+        generator = torch.Generator().manual_seed(k)
+        with torch.no_grad():
+            for p in member.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+        members.append(member)
+    path = tmp_path_factory.mktemp("ensemble") / "pretrained_ensemble.safetensors"
+    return save_model(EnsembleModel.from_members(members), path)

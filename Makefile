@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev,hub,distributed,wandb,slurm]'
+	$(BIN)/python -m pip install -q -e '.[dev,hub,distributed,wandb,slurm,mace]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -31,7 +31,8 @@ def finetune(model, data, energy_key="energy", forces_key=None, fidelity=None, *
     `ase.Atoms`) labelled with energies (eV) under `energy_key` and, optionally, forces (eV/Å)
     under `forces_key`, as `fidelity` (a new head, or one the model has). Keyword arguments:
     `val_fraction`, `out`, `overrides` (Hydra, e.g. `["trainer.max_steps=3000"]`), `index`,
-    `verbose`. Returns a `FinetuneResult` (model and report paths, before/after validation
+    `verbose`, `molecule_key`, `allow_worse`, `members` (an ensemble start such as "ani-1x" is
+    fine-tuned member by member; how many). Returns a `FinetuneResult` (model and report paths, before/after validation
     errors); see `foundation.finetuning` for the steps."""
     from foundation.finetuning import finetune as _finetune
 

@@ -17,9 +17,6 @@ from foundation.recipes.common import CC, embedded_samples, evaluate_models, mar
 from foundation.recipes.report import write_report
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
-# What the fine-tune freezes, per architecture: the ANI-1ccx choice for ANI, the first interaction
-# block (the closest PaiNN has to "low-level features") for PaiNN.
-FREEZE = {"ani": "[networks.*.layers.2.*]", "painn": "[interactions.0.*]"}
 COLUMNS = [("relative_energy_rmse_kcal_mol", "rel. E RMSE (kcal/mol)"),
            ("energy_rmse_kcal_mol", "E RMSE (kcal/mol)"),
            ("forces_vs_dft_mae_ev_per_a", "F MAE vs DFT (eV/Å)"),
@@ -32,8 +29,10 @@ def run(models: list[str], out: Path, steps: int) -> dict:
         base = [f"model={name}", f"out_dir={out}", "logger.progress_bar=false"]
         started = time.perf_counter()
         pre = train("pretrain", base + [f"name={name}_pretrain", f"trainer.max_steps={steps}"], quiet=True)
-        tuned = train("finetune", base + [f"name={name}_finetune", f"trainer.init_from={pre.model_path}",
-                                          f"trainer.freeze={FREEZE.get(name, '[]')}"], quiet=True)
+        # The finetune recipe freezes each architecture's own transfer default (trainer.freeze=[auto]):
+        # the ANI-1ccx choice for ANI, the first interaction block for PaiNN.
+        tuned = train("finetune", base + [f"name={name}_finetune", f"trainer.init_from={pre.model_path}"],
+                      quiet=True)
         seconds[name] = time.perf_counter() - started
         paths[f"{name}: DFT-pretrained"], paths[f"{name}: finetune"] = pre.model_path, tuned.model_path
         print(f"{name}: pretrain + finetune in {seconds[name]:.0f} s", flush=True)

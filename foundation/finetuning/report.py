@@ -50,7 +50,7 @@ def describe(trainer, model_name: str, where: str, samples, fidelity: str, copie
         + (f"; {len(data_config.skipped)} skipped (data.on_error=skip)" if getattr(data_config, "skipped", None) else ""),
         f"split: by {data.split_by} ({why}): {len(data.train)} training, {len(data.val)} validation structures",
         references_line(trainer, fidelity, copied_from),
-        f"training {trainable:,} of {total:,} parameters (frozen: {', '.join(trainer.config.freeze) or 'none'}), "
+        f"training {trainable:,} of {total:,} parameters (frozen: {', '.join(trainer.freeze_patterns) or 'none'}), "
         f"lr {trainer.config.lr:g}, up to {trainer.config.max_steps} steps; device {trainer.engine.device}; "
         f"run dir {trainer.run_dir}",
         f"weights chosen on the {trainer.selection.describe()}, early stopping after "

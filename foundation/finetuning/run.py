@@ -121,7 +121,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     _save(tuned, trained.header, out, record, label, where, energy_key, forces_key)
 
     context = {"model": label, "data": where, "energy_key": energy_key, "forces_key": forces_key,
-               "freeze": list(config.trainer.freeze), "parameters": trainer.n_parameters,
+               "freeze": list(trainer.freeze_patterns), "parameters": trainer.n_parameters,
                "allow_worse": config.trainer.allow_worse,
                "references": tuned.reference_energies_dict()[fidelity]}
     record.plot_path = write_report(record, data_module.val, before_energies, after_energies, context)

@@ -106,6 +106,8 @@ class ANI(PotentialModel):
     exactly where the fit says (it costs one extra row per element network).
     """
 
+    transfer_freeze = ("networks.*.layers.2.*",)  # each element's second Linear (ANI-1ccx froze some layers)
+
     def __init__(self, config: ANIConfig):
         super().__init__(config, cutoff=config.radial_cutoff)
         c = self.config

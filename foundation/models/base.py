@@ -61,6 +61,9 @@ class PotentialModel(nn.Module):
     the weights and the reference energies are in `state_dict()`."""
 
     reference_energies: Tensor  # (heads, elements) float64 eV
+    # What transfer to a new fidelity keeps fixed by default (`trainer.freeze=[auto]`): parameter
+    # patterns as for `trainer.freeze`, e.g. the lower layers, as ANI-1ccx kept ANI-1x's.
+    transfer_freeze: tuple[str, ...] = ()
 
     def __init__(self, config: ModelConfig, cutoff: float):
         super().__init__()

@@ -91,6 +91,10 @@ class MACEConfig(ModelConfig):
 class MACE(PotentialModel):
     """E = sum_atoms sum_layers readout_head,layer(h_layer) * energy_scale + reference_Z, per head."""
 
+    # Transfer keeps the element embedding and the first layer (interaction and product basis);
+    # the second layer and the heads' readouts learn the new fidelity. Not yet chosen by measurement.
+    transfer_freeze = ("mace.node_embedding.*", "mace.interactions.0.*", "mace.products.0.*")
+
     def __init__(self, config: MACEConfig):
         super().__init__(config, cutoff=config.r_max)
         modules, o3 = mace_modules()

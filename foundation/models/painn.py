@@ -66,6 +66,8 @@ class PaiNN(PotentialModel):
     model, so refitting reference energies for a new fidelity moves the model where the fit says.
     """
 
+    transfer_freeze = ("interactions.0.*",)  # the first interaction: the closest PaiNN has to low-level features
+
     def __init__(self, config: PaiNNConfig):
         super().__init__(config, cutoff=config.cutoff)
         c = self.config

@@ -1,7 +1,9 @@
 """Freezing parameters by name, for transfer learning (ANI-1x → ANI-1ccx retrains some layers and
 keeps the others). A pattern is an fnmatch glob on the parameter name (`*.layers.0.*`), or a
 regular expression when it starts with `re:` (`re:.*\\.(0|2)\\.weight$`). A pattern that matches
-nothing is an error: a silent typo would train what was meant to stay fixed."""
+nothing is an error: a silent typo would train what was meant to stay fixed. `auto` stands for the
+model's own transfer default (`PotentialModel.transfer_freeze`: ANI's second layers, PaiNN's first
+interaction, MACE's embedding and first layer), so one recipe fine-tunes any architecture."""
 
 from __future__ import annotations
 
@@ -19,8 +21,29 @@ def matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatchcase(name, pattern)
 
 
+AUTO = "auto"
+
+
+def resolve(model: nn.Module, patterns: list[str]) -> list[str]:
+    """`patterns` with `auto` replaced by the model's `transfer_freeze` patterns."""
+    resolved = []
+    for pattern in patterns:
+        if pattern != AUTO:
+            resolved.append(pattern)
+            continue
+        default = list(getattr(model, "transfer_freeze", ()))
+        if not default:
+            name = getattr(getattr(model, "config", None), "name", type(model).__name__)
+            raise UserError(f"trainer.freeze=[{AUTO}]: model {name!r} has no default of what to freeze; "
+                            "name the parameters (trainer.freeze='[pattern, ...]') or freeze none ([])")
+        resolved += default
+    return list(dict.fromkeys(resolved))
+
+
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
-    """Set `requires_grad=False` on every parameter matched by a pattern; return their names."""
+    """Set `requires_grad=False` on every parameter matched by a pattern (`auto`: the model's
+    transfer default); return their names."""
+    patterns = resolve(model, patterns)
     names = [name for name, _ in model.named_parameters()]
     for pattern in patterns:
         if pattern.startswith("re:"):

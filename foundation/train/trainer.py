@@ -19,7 +19,7 @@ from foundation.train import build, checkpoint
 from foundation.train.config import RunConfig
 from foundation.train.ema import EMA
 from foundation.train.engines import build_engine
-from foundation.train.freeze import freeze
+from foundation.train.freeze import freeze, resolve
 from foundation.train.loggers import Loggers, ProgressBar
 from foundation.train.loss import LossConfig, energy_force_loss
 from foundation.train.references import fit_references
@@ -72,6 +72,7 @@ class Trainer:
 
         resumed = self._find_checkpoint()
         model = self._build_model(resumed)
+        self.freeze_patterns = resolve(model, tc.freeze)  # `auto` spelled out, for reports
         self.frozen = freeze(model, tc.freeze)
         model = model.to(device=self.engine.device, dtype=self.dtype)
         self.forward_model = self.engine.wrap(model, build.build_optimizer(model, tc))

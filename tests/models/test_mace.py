@@ -248,6 +248,27 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path, xyz_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@needs_mace
+def test_foundation_finetune_from_a_mace_file_keeps_its_transfer_default_frozen(tmp_path, molecules_xyz, capsys):
+    from safetensors.torch import load_file
+
+    from foundation.hub.format import save_model
+
+    start = save_model(seeded(6).float(), tmp_path / "start.safetensors")
+    xyz, _ = molecules_xyz(n_molecules=4, n_conformers=4)
+    out = tmp_path / "tuned.safetensors"
+    assert main(["finetune", "--model", str(start), "--data", str(xyz), "--energy-key", "REF_energy",
+                 "--forces-key", "REF_forces", "--fidelity", "user", "--out", str(out), "--allow-worse",
+                 "trainer.max_steps=4", "trainer.val_every=2", "trainer.device=cpu", f"out_dir={tmp_path}",
+                 "name=ft"]) == 0
+    assert "frozen: mace.node_embedding.*, mace.interactions.0.*, mace.products.0.*" in capsys.readouterr().out
+    before, after = load_file(start), load_file(out)
+    first_layer = ("mace.node_embedding.", "mace.interactions.0.", "mace.products.0.")
+    assert all(torch.equal(after[n], t) for n, t in before.items() if n.startswith(first_layer))
+    assert not torch.equal(after["mace.products.1.linear.weight"], before["mace.products.1.linear.weight"])
+    assert "readout.heads.user.1.linear_2.weight" in after
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"r_max": 0.0}, "r_max"), ({"r_max": "far"}, "r_max"), ({"num_interactions": 0}, "num_interactions"),
     ({"correlation": 2.5}, "correlation"), ({"max_ell": True}, "max_ell"), ({"radial_mlp": []}, "radial_mlp"),

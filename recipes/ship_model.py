@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from foundation.atomic import replacing
 from foundation.cli.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
@@ -55,11 +54,8 @@ def install(model_path: Path, name: str, hub: Path = HUB) -> dict:
 
     target = hub / "weights" / f"{name}.safetensors"
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
-    os.close(fd)
-    shutil.copyfile(model_path, tmp)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        shutil.copyfile(model_path, tmp)
     registry_path = hub / "registry.json"
     registry = json.loads(registry_path.read_text())
     entry = registry["models"].setdefault(name, {})

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from foundation.atomic import replacing
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.errors import DataError, UserError
@@ -170,14 +170,8 @@ def write_structures(path: str | os.PathLike, samples: Sequence[Sample], info: S
         atoms.info.update({"source": s.source, "molecule": s.molecule})
         atoms.info.update({key: v for key, v in (info[k] if info else {}).items() if v is not None})
         images.append(atoms)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
+    with replacing(path, suffix=path.suffix) as tmp:
         ase.io.write(tmp, images, format=_ase_format(path))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from foundation.atomic import write_text_atomic
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -54,12 +54,7 @@ class LabelStore:
         yield from records
 
     def _rewrite(self, lines: list[str]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=self.path.name, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(lines), durable=True)
 
     def append(self, record: dict) -> None:
         self._fh.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -10,9 +10,8 @@ import json
 import math
 import os
 import sys
-import tempfile
 import warnings
-from pathlib import Path
+from foundation.atomic import write_text_atomic
 
 ROWS = [  # (result key, label, unit, format)
     ("energy_mae_ev_per_atom", "energy MAE", "eV/atom", ".5f"),
@@ -97,17 +96,7 @@ def format_table(result: dict, model: str, data: str) -> str:
 
 def write_json(path: str | os.PathLike, record: dict) -> None:
     """Atomically; NaN (no relative energies to score) is written as null."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = _dumps(_no_nan(record))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, _dumps(_no_nan(record)) + "\n")
 
 
 def _dumps(record: dict) -> str:

@@ -12,9 +12,10 @@ the total-energy drift is printed (for NVE it measures the integration error).
 from __future__ import annotations
 
 import os
-import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
+from foundation.atomic import replacing
 from foundation.errors import UserError
 
 
@@ -161,34 +162,21 @@ def _thermalize(atoms, temperature: float, rng) -> None:
     thermalize_momenta(atoms, temperature, rng=rng)
 
 
-class _trajectory:
-    """An ASE trajectory written to `.NAME.part` beside NAME and renamed only after the run, so a
-    crash never leaves a truncated file under the name the user asked for."""
+@contextmanager
+def _trajectory(path, atoms):
+    """An ASE trajectory written beside `path` and renamed only after the run, so a crash never
+    leaves a truncated file under the name the user asked for."""
+    if path is None:
+        yield None
+        return
+    from ase.io.trajectory import Trajectory
 
-    def __init__(self, path, atoms):
-        self.path, self.atoms, self.writer, self.tmp = (Path(path) if path else None), atoms, None, None
-
-    def __enter__(self):
-        if self.path is None:
-            return None
-        from ase.io.trajectory import Trajectory
-
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".part", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        self.writer = Trajectory(str(self.tmp), "w", self.atoms)
-        return self.writer
-
-    def __exit__(self, kind, value, tb):
-        if self.writer is None:
-            return False
-        self.writer.close()
-        if kind is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-        return False
+    with replacing(path, suffix=".part") as tmp:
+        writer = Trajectory(str(tmp), "w", atoms)
+        try:
+            yield writer
+        finally:
+            writer.close()
 
 
 def format_summary(summary: dict, args) -> str:

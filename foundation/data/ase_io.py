@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.formats import string2index
 
+from foundation.atomic import replacing
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.data.xyz_counts import check_xyz_counts
@@ -172,16 +172,9 @@ def samples_to_atoms(samples: Sequence[Sample], energy_key: str = "energy", forc
 def write_extxyz(path: str | os.PathLike, samples: Sequence[Sample], energy_key: str = "energy",
                  forces_key: str = "forces", fidelity: str | None = None) -> None:
     """Write atomically: a crash leaves the old file or none, never half of one."""
-    path = Path(path)
     images = samples_to_atoms(samples, energy_key, forces_key, fidelity)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            ase.io.write(f, images, format="extxyz")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with replacing(path) as tmp, open(tmp, "w") as f:
+        ase.io.write(f, images, format="extxyz")
 
 
 def _put(atoms, results, key, value, per_atom):

@@ -4,14 +4,13 @@ and the Markdown report with a parity plot written beside the model (`foundation
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from foundation.atomic import replacing, write_text_atomic
 from foundation.data.elements import symbol
 from foundation.data.memory import AUTO_MIN_MOLECULES
 from foundation.data.molecules import hill_formula
@@ -132,7 +131,7 @@ def write_report(result, val_samples: Sequence, before_energies: Sequence[float]
         parity_plot(plot, val_samples, result.fidelity, before_energies, after_energies)
     except ImportError:
         plot = None
-    _write_text(result.report_path, report_markdown(result, context, plot))
+    write_text_atomic(result.report_path, report_markdown(result, context, plot))
     return plot
 
 
@@ -200,14 +199,9 @@ def parity_plot(path: Path, samples: Sequence, fidelity: str, before: Sequence[f
     ax.set_title(f"validation, head {fidelity}")
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with replacing(path) as tmp:
+            fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
 
@@ -227,15 +221,3 @@ def _shift(energies: np.ndarray, groups: list[list[int]] | None, samples) -> np.
         return np.concatenate([energies[g] - energies[g].mean() for g in groups])
     n_atoms = np.array([s.n_atoms for s in samples])
     return energies - n_atoms * (energies.sum() / n_atoms.sum())
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

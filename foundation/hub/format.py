@@ -18,12 +18,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from foundation.atomic import replacing
 from foundation.errors import CheckpointError, UserError
 
 FORMAT_VERSION = 1
@@ -64,14 +64,8 @@ def save_model(model, path: str | os.PathLike, metadata: dict | None = None) -> 
     header = json.dumps(model_header(model, metadata), ensure_ascii=False, allow_nan=False)
     # Own, contiguous CPU copies: safetensors refuses tensors that share storage.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={HEADER_KEY: header})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata={HEADER_KEY: header})
     return path
 
 

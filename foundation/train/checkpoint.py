@@ -13,16 +13,15 @@ converted accordingly. These files are for resuming; the distributable model is 
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from foundation.atomic import replacing
 from foundation.errors import CheckpointError
 
 FORMAT = "foundation-train-checkpoint"
@@ -77,16 +76,10 @@ def read_shard(run_dir: Path, step: int, rank: int, map_location="cpu") -> dict:
 
 
 def _write(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with replacing(path, durable=True) as tmp, open(tmp, "wb") as f:
+            torch.save(obj, f)  # through a Python file: torch writes a path from C++, out of our reach
     except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
         failed = _os_error(e)
         if failed is not None:  # a full disk or a lost mount: say so in one line
             raise CheckpointError(f"{path}: cannot write the checkpoint ({failed.strerror or failed}); the "

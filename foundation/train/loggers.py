@@ -5,11 +5,10 @@ and atoms/s on rank 0."""
 from __future__ import annotations
 
 import csv
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
+from foundation.atomic import replacing
 from foundation.train.config import LoggerConfig
 
 
@@ -46,12 +45,10 @@ class CSVLogger:
             csv.DictWriter(f, self.columns).writerow(row)
 
     def _rewrite(self) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".metrics.", suffix=".tmp", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="") as f:
+        with replacing(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.path)
 
     def close(self) -> None:
         pass

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+from foundation.atomic import write_text_atomic
 
 
 @dataclasses.dataclass
@@ -46,11 +45,7 @@ def write_config(path: Path, config: dict) -> None:
     """The resolved run config as YAML, written atomically."""
     from omegaconf import OmegaConf
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(OmegaConf.to_yaml(OmegaConf.create(config)))
-    os.replace(tmp, path)
+    write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.create(config)))
 
 
 def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:

@@ -2,15 +2,16 @@
 file is left, and training resumes from the last checkpoint once there is room again.
 
 The full disk is simulated in-process (no root, no tmpfs needed): the temporary file a writer
-creates gets a file object that takes a few KiB and then fails every write with ENOSPC, exactly the
+opens gets a file object that takes a few KiB and then fails every write with ENOSPC, exactly the
 OSError a full filesystem raises, part-way through the real serialisation code."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -55,28 +56,22 @@ class _FullDisk:
 
 @contextlib.contextmanager
 def full_disk(prefix: str, room: int = 4096, after: int = 0):
-    """Temporary files whose name starts with `prefix` (made by `tempfile.mkstemp`, opened by
-    `os.fdopen`, as every atomic writer here does) hit a full disk after `room` bytes; the first
-    `after` of them are written normally."""
-    real_mkstemp, real_fdopen = tempfile.mkstemp, os.fdopen
-    doomed: set[int] = set()
+    """Files whose name starts with `prefix` (the writers' temp files), opened for writing, get a
+    full disk with `room` bytes left; the first `after` of them are written normally."""
+    real_open = builtins.open
     seen = [0]
 
-    def mkstemp(*args, **kwargs):
-        fd, path = real_mkstemp(*args, **kwargs)
-        if Path(path).name.startswith(prefix):
+    def open_(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and Path(file).name.startswith(prefix) and "w" in mode:
             seen[0] += 1
             if seen[0] > after:
-                doomed.add(fd)
-        return fd, path
-
-    def fdopen(fd, *args, **kwargs):
-        f = real_fdopen(fd, *args, **kwargs)
-        return _FullDisk(f, room) if fd in doomed else f
+                return _FullDisk(f, room)
+        return f
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tempfile, "mkstemp", mkstemp)
-        mp.setattr(os, "fdopen", fdopen)
+        mp.setattr(builtins, "open", open_)
+        mp.setattr(io, "open", open_)
         yield
 
 

@@ -11,7 +11,9 @@
   then the finetune recipe. Not a start to fine-tune from.
 
 The file and its registry entry are replaced atomically; `foundation hub info NAME` shows the
-header (recipe, data manifest hash, validation metrics)."""
+header (recipe, data manifest hash, validation metrics). When a model of that name is already
+installed, both are scored on the embedded test molecules and `choice.json` keeps the two (a
+report of what the new data bought, never an input to any choice: those are made on validation)."""
 
 from __future__ import annotations
 
@@ -81,6 +83,25 @@ def make_ani_1x_ccsdt(members: int, base: list[str], start: str = "ani-1x") -> t
     return Path(out["path"]), choice
 
 
+def against_installed(path: Path, name: str, hub: Path, out: Path) -> dict:
+    """{"new": metrics, "replaced": metrics or absent} on the embedded CC test molecules (the
+    replaced file is kept as out/replaced.safetensors)."""
+    from foundation.recipes.common import CC, embedded_samples, evaluate_models
+
+    models = {"new": path}
+    installed = hub / "weights" / f"{name}.safetensors"
+    if installed.exists():
+        with replacing(out / "replaced.safetensors") as tmp:
+            shutil.copyfile(installed, tmp)
+        models["replaced"] = out / "replaced.safetensors"
+    scores = evaluate_models(models, embedded_samples("test", CC), CC)
+    keep = ("relative_energy_rmse_kcal_mol", "energy_rmse_kcal_mol", "forces_vs_dft_mae_ev_per_a", "n_structures")
+    result = {label: {k: m[k] for k in keep if k in m} for label, m in scores.items()}
+    print("test molecules (report only): " + ", ".join(
+        f"{label} rel. E RMSE {m['relative_energy_rmse_kcal_mol']:.3f} kcal/mol" for label, m in result.items()))
+    return result
+
+
 def make_ani_cc_mini(base: list[str]) -> tuple[Path, dict]:
     pretrained = train("pretrain", base + ["name=pretrain"], quiet=True)
     tuned = train("finetune", base + ["name=finetune", f"trainer.init_from={pretrained.model_path}"], quiet=True)
@@ -106,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         path, choice = make_ani_1x_ccsdt(args.members, base)
     else:
         path, choice = make_ani_cc_mini(base)
+    choice["test_molecules"] = against_installed(path, args.name, args.hub, args.out / args.name)
     entry = install(path, args.name, args.hub)
     write_atomic(args.out / args.name / "choice.json", json.dumps(choice, indent=1) + "\n")
     summary = f"installed {args.name}: {entry['size']} bytes, sha256 {entry['sha256']}"

@@ -53,7 +53,10 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     monkeypatch.setattr(transfer, "CANDIDATES", ("finetune", "delta"))
     path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble))
     assert choice["recipe"] == min(choice["validation_member0"], key=choice["validation_member0"].get)
+    assert list(ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)) == ["new"]
     entry = ship_model.install(path, "ani-1x-ccsdt", hub)
+    scored = ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)  # now it replaces itself
+    assert scored["new"] == scored["replaced"] and scored["new"]["n_structures"] > 0
     registry = json.loads((hub / "registry.json").read_text())["models"]["ani-1x-ccsdt"]
     assert registry["sha256"] == entry["sha256"] and registry["default_head"] == CC and "MIT" in registry["license"]
     model = load_model(hub / "weights" / "ani-1x-ccsdt.safetensors")

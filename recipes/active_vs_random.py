@@ -19,7 +19,7 @@ from pathlib import Path
 
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
-from foundation.recipes.ensemble import train_member
+from foundation.recipes.jobs import train_all
 from foundation.recipes.learning_curve import shard_set
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 from foundation.recipes.transfer import is_ensemble
@@ -71,15 +71,18 @@ def compare(recipe: str, start: str, out: Path, seeds: int, overrides: list[str]
                         "(foundation data label --out data_pipelines/cc_set/labels) and rebuild the shards")
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)
     member = ["trainer.init_member=0"] if is_ensemble(start) else []
-    scores: dict[str, list[float]] = {"active": [], "random": []}
+    jobs, labels = [], []
     for way, picked in (("active", active), ("random", random)):
         data = shard_set(out / way, rest + picked, val, test)
         for seed in range(seeds):
-            run = train_member(recipe, start, ["data=shards", f"data.path={data}", f"data.fidelities=[{CC}]",
-                                               f"out_dir={out}", f"name={way}_{seed}", f"trainer.seed={seed}",
-                                               "logger.progress_bar=false", *member, *overrides], quiet=True)
-            metrics = evaluate_models({way: run.model_path}, test, CC)[way]
-            scores[way].append(metrics["relative_energy_rmse_kcal_mol"])
+            jobs.append((recipe, start, ["data=shards", f"data.path={data}", f"data.fidelities=[{CC}]",
+                                         f"out_dir={out}", f"name={way}_{seed}", f"trainer.seed={seed}",
+                                         "logger.progress_bar=false", *member, *overrides]))
+            labels.append(way)
+    scores: dict[str, list[float]] = {"active": [], "random": []}
+    for way, run in zip(labels, train_all(jobs)):  # side by side, one process per core
+        metrics = evaluate_models({way: run.model_path}, test, CC)[way]
+        scores[way].append(metrics["relative_energy_rmse_kcal_mol"])
     result = {"recipe": recipe, "start": start, "new_labels_each": len(active), "base_labels": len(rest),
               "test_structures": len(test), "seeds": seeds, "relative_energy_rmse_kcal_mol": scores,
               "mean": {w: statistics.fmean(v) for w, v in scores.items()}}

@@ -25,6 +25,7 @@ from pathlib import Path
 from foundation.cli.errors import entry_point
 from foundation.errors import UserError
 from foundation.recipes.common import markdown_table, train, write_json
+from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
 ENSEMBLE_NAME = "ensemble.safetensors"
@@ -47,10 +48,10 @@ def run(members: int, recipe: str | None, pretrained: Sequence[str | os.PathLike
         raise UserError(f"--members {members}: {pretrained[0]} has only {size} members")
     member_overrides = [_member_overrides(cfg, folder, k) + ([f"trainer.init_member={k}"] if size else [])
                         for k in range(members)]
+    jobs = [(recipe, str(pretrained[k % len(pretrained)]) if pretrained else None, [*passed, *extra])
+            for k, extra in enumerate(member_overrides)]
     paths, kept_start = [], []
-    for k, extra in enumerate(member_overrides):
-        source = str(pretrained[k % len(pretrained)]) if pretrained else None
-        result = train_member(recipe, source, [*passed, *extra], quiet)
+    for k, result in enumerate(train_all(jobs, quiet)):
         if not quiet:
             kept = " (its start: no step beat it)" if result.kept_start else ""
             print(f"member {k}: {result.status} at step {result.step} -> {result.model_path}{kept}", flush=True)

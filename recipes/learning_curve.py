@@ -19,7 +19,7 @@ import numpy as np
 
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
-from foundation.recipes.ensemble import train_member
+from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 from foundation.recipes.transfer import is_ensemble
 
@@ -54,27 +54,39 @@ def shard_set(folder: Path, train: list, val: list, test: list) -> Path:
 def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axes: Sequence[str] = AXES,
                    fractions: Sequence[float] = FRACTIONS, seed: int = 0, overrides: Sequence[str] = ()) -> list[dict]:
     """Rows {axis, n, n_structures, model, relative_energy_rmse_kcal_mol, energy_rmse_kcal_mol};
-    `starts` maps a label to (recipe, model to start from or None)."""
+    `starts` maps a label to (recipe, model to start from or None). All trainings run side by side
+    (`foundation.recipes.jobs`); the whole training set, the last point of every axis, is trained once."""
     train_cc = embedded_samples("train", CC)
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)
     member = {label: ["trainer.init_member=0"] if source and is_ensemble(source) else []
               for label, (_, source) in starts.items()}
-    rows = []
+    points, jobs, first_of = [], [], {}
     for axis in axes:
         for n, subset in subsets(train_cc, axis, fractions, seed):
+            whole = len(subset) == len(train_cc)
+            if whole and "whole" in first_of:  # the same data as another axis's last point
+                points.append((axis, n, len(subset), first_of["whole"]))
+                continue
             data = shard_set(out_dir / f"{axis}_{n}", subset, val, test)
             common = ["data=shards", f"data.path={data}", f"data.fidelities=[{CC}]", f"out_dir={out_dir}",
                       "logger.progress_bar=false", *overrides]
-            models = {label: train_member(recipe, source, [*common, f"name={axis}_{n}_{_slug(label)}", *member[label]],
-                                          quiet=True).model_path
-                      for label, (recipe, source) in starts.items()}
-            for label, metrics in evaluate_models(models, test, CC).items():
-                rows.append({"axis": axis, "n": n, "n_structures": len(subset), "model": label,
-                             "relative_energy_rmse_kcal_mol": metrics["relative_energy_rmse_kcal_mol"],
-                             "energy_rmse_kcal_mol": metrics["energy_rmse_kcal_mol"]})
-            print(f"learning curve: {n} CC {axis}: " + ", ".join(
-                f"{r['model']} {r['relative_energy_rmse_kcal_mol']:.2f}" for r in rows[-len(starts):]) + " kcal/mol",
-                flush=True)
+            index = {label: len(jobs) + k for k, label in enumerate(starts)}
+            jobs += [(recipe, source, [*common, f"name={axis}_{n}_{_slug(label)}", *member[label]])
+                     for label, (recipe, source) in starts.items()]
+            points.append((axis, n, len(subset), index))
+            if whole:
+                first_of["whole"] = index
+    print(f"learning curve: {len(jobs)} trainings", flush=True)
+    paths = [r.model_path for r in train_all(jobs)]
+    rows = []
+    for axis, n, n_structures, index in points:
+        scores = evaluate_models({label: paths[k] for label, k in index.items()}, test, CC)
+        rows += [{"axis": axis, "n": n, "n_structures": n_structures, "model": label,
+                  "relative_energy_rmse_kcal_mol": m["relative_energy_rmse_kcal_mol"],
+                  "energy_rmse_kcal_mol": m["energy_rmse_kcal_mol"]} for label, m in scores.items()]
+        print(f"learning curve: {n} CC {axis}: " + ", ".join(
+            f"{r['model']} {r['relative_energy_rmse_kcal_mol']:.2f}" for r in rows[-len(starts):]) + " kcal/mol",
+            flush=True)
     return rows
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
-from foundation.recipes.ensemble import train_member
+from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
 CANDIDATES = ("finetune", "multihead", "delta")
@@ -34,10 +34,9 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
             quiet: bool = True) -> dict[str, dict]:
     """{recipe: {"model": path, "validation": metrics on the CC validation molecules}}."""
     member = ["trainer.init_member=0"] if is_ensemble(source) else []
-    runs = {}
-    for recipe in recipes:
-        result = train_member(recipe, str(source), [*overrides, f"name=choose_{recipe}", *member], quiet)
-        runs[recipe] = {"model": result.model_path, "status": result.status, "step": result.step}
+    jobs = [(recipe, str(source), [*overrides, f"name=choose_{recipe}", *member]) for recipe in recipes]
+    runs = {recipe: {"model": result.model_path, "status": result.status, "step": result.step}
+            for recipe, result in zip(recipes, train_all(jobs, quiet))}
     scores = evaluate_models({r: v["model"] for r, v in runs.items()}, embedded_samples("val", CC), CC)
     return {r: v | {"validation": scores[r]} for r, v in runs.items()}
 

@@ -1,0 +1,56 @@
+"""Independent trainings side by side, one process per core.
+
+A recipe's trainings often share nothing but their inputs (the points of a learning curve, the
+members of an ensemble, the candidate recipes), and one small-model training keeps one core busy,
+so on an n-core machine n of them at once finish about n times sooner. Each is its own seeded run,
+so the results are those of running them one after another. `FOUNDATION_JOBS=1` runs them in
+this process, one after another (and so does a single job).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from foundation.errors import UserError
+
+Job = tuple  # (recipe or None, start model or None, overrides): the arguments of ensemble.train_member
+
+
+def default_workers() -> int:
+    """FOUNDATION_JOBS, else the cores this process may use."""
+    value = os.environ.get("FOUNDATION_JOBS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise UserError(f"FOUNDATION_JOBS={value!r}: give a number of processes, 1 or more")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def train_all(jobs: Sequence[Job], quiet: bool = True, workers: int | None = None) -> list:
+    """The TrainResult of each job, in the order given."""
+    from foundation.recipes.ensemble import train_member
+
+    n = min(workers or default_workers(), len(jobs))
+    if n <= 1:
+        return [train_member(recipe, source, list(overrides), quiet) for recipe, source, overrides in jobs]
+    # spawn, not fork: a forked child would inherit torch's thread pools and the parent's locks
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+        return list(pool.map(_train, jobs, [quiet] * len(jobs)))
+
+
+def _one_thread() -> None:
+    """Each worker owns one core: more threads per process only fight over the cores."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _train(job: Job, quiet: bool):
+    from foundation.recipes.ensemble import train_member
+
+    recipe, source, overrides = job
+    return train_member(recipe, source, list(overrides), quiet)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from foundation.cli.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from foundation.recipes.jobs import train_all
 from foundation.recipes.report import write_report
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
@@ -45,13 +46,18 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
     started = time.perf_counter()
     models = {"ANI-1x as published (wB97X head)": START, "ANI-1ccx as published (CCSD(T)*/CBS head)": "ani-1ccx"}
 
-    t = stage("1/6 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC")
-    pretrained = train("pretrain", base + ["name=pretrain"], quiet=True)
+    t = stage("1-2/6 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC; "
+              "beside it, CC from scratch (the control, ANI-1ccx-R)")
+    pretrained, scratch = train_all([("pretrain", None, base + ["name=pretrain"]),
+                                     ("scratch", None, base + ["name=scratch"])])
     models["ours: DFT-pretrained (wB97X head)"] = pretrained.model_path
     init = [f"trainer.init_from={pretrained.model_path}"]
-    models["ours: DFT-pretrained → CC finetune"] = done(train("finetune", base + ["name=finetune", *init], quiet=True), t)
-    t = stage("2/6 CC from scratch (the control, ANI-1ccx-R)")
-    models["CC from scratch"] = done(train("scratch", base + ["name=scratch"], quiet=True), t)
+    finetuned = train("finetune", base + ["name=finetune", *init], quiet=True)
+    models["ours: DFT-pretrained → CC finetune"] = finetuned.model_path
+    models["CC from scratch"] = scratch.model_path
+    for label, result in (("pretrain", pretrained), ("finetune", finetuned), ("scratch", scratch)):
+        print(f"   {label}: {result.status} at step {result.step}", flush=True)
+    print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
 
     t = stage(f"3/6 {START} → CC by each recipe (member 0), chosen on the validation molecules")
     compared = transfer.compare(START, transfer.CANDIDATES, base)
@@ -85,11 +91,6 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
     print(markdown_table(results))
     print(f"\nreport: {report}  (total {time.perf_counter() - started:.0f} s)")
     return results
-
-
-def done(result, started: float):
-    print(f"   {result.status} at step {result.step} in {time.perf_counter() - started:.0f} s", flush=True)
-    return result.model_path
 
 
 @entry_point

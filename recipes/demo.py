@@ -46,7 +46,7 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
     started = time.perf_counter()
     models = {"ANI-1x as published (wB97X head)": START, "ANI-1ccx as published (CCSD(T)*/CBS head)": "ani-1ccx"}
 
-    t = stage("1-2/6 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC; "
+    t = stage("1/5 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC; "
               "beside it, CC from scratch (the control, ANI-1ccx-R)")
     pretrained, scratch = train_all([("pretrain", None, base + ["name=pretrain"]),
                                      ("scratch", None, base + ["name=scratch"])])
@@ -59,7 +59,7 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
         print(f"   {label}: {result.status} at step {result.step}", flush=True)
     print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
 
-    t = stage(f"3/6 {START} → CC by each recipe (member 0), chosen on the validation molecules")
+    t = stage(f"2/5 {START} → CC by each recipe (member 0), chosen on the validation molecules")
     compared = transfer.compare(START, transfer.CANDIDATES, base)
     chosen = transfer.choose(compared)
     for recipe, run_ in compared.items():
@@ -68,7 +68,7 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
         f"{r} {v['validation'][transfer.METRIC]:.2f}" for r, v in compared.items())
         + f" kcal/mol; chosen: {chosen} ({time.perf_counter() - t:.0f} s)", flush=True)
 
-    t = stage(f"4/6 {START} → CC ensemble: {members} members by {chosen}, member k from member k")
+    t = stage(f"3/5 {START} → CC ensemble: {members} members by {chosen}, member k from member k")
     ens = ensemble.run(members, chosen, [START], base + ["name=ensemble"], quiet=True)
     ensemble_label = f"ANI-1x → CC: {chosen} ensemble x{members}"
     models[ensemble_label] = ens["path"]
@@ -76,13 +76,13 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
 
     rows = None
     if curve:
-        t = stage("5/6 learning curves: CC structures and CC molecules, three starts")
+        t = stage("4/5 learning curves: CC structures and CC molecules, three starts")
         starts = {"from ANI-1x": (chosen, START), "from our small pretraining": ("finetune", str(pretrained.model_path)),
                   "from scratch": ("scratch", None)}
         rows = learning_curve.learning_curve(starts, out / "curve", overrides=base[2:])
         print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
 
-    stage("6/6 evaluate on the held-out CC test molecules")
+    stage("5/5 evaluate on the held-out CC test molecules")
     results = evaluate_models(models, embedded_samples("test", CC), CC)
     report = write_report(results, out / "report", rows, per_molecule_of=ensemble_label,
                           notes=f"Made by `python -m foundation.recipes.demo` in {time.perf_counter() - started:.0f} s; "

@@ -73,6 +73,11 @@ def _print_summary(trainer) -> None:
           f"heads {', '.join(trainer.model.heads)}, {start}")
     print(f"data: fidelities {', '.join(data.fidelities)}; elements {data.elements}"
           + (f"; structures: {counts}" if counts else ""))
+    if trainer.resumed_from is None and not trainer.config.init_from:
+        given = trainer.run.model if isinstance(trainer.run.model, dict) else vars(trainer.run.model)
+        derived = [f"{k} {getattr(trainer.model.config, k):.4g}" for k, v in given.items() if v == "auto"]
+        if derived:  # e.g. MACE's avg_num_neighbors, as mace_run_train computes it
+            print(f"model settings from the training data: {', '.join(derived)}")
     print(f"device: {trainer.engine.device}, {trainer.config.dtype}; run dir: {trainer.run_dir}")
     if trainer.resplit:  # resumed on another number of ranks
         print(f"resuming on {trainer.engine.world_size} rank(s): {trainer.resplit}")

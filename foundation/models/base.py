@@ -55,6 +55,12 @@ class ModelConfig:
     def build(self) -> "PotentialModel":
         raise NotImplementedError
 
+    def with_data_statistics(self, samples) -> "ModelConfig":
+        """This config with the settings it leaves to the training data (`auto`, e.g. MACE's
+        `avg_num_neighbors`) computed from `samples()`, the training structures, called only if
+        needed. Most models have none (the heads' reference energies are fitted after building)."""
+        return self
+
 
 class PotentialModel(nn.Module):
     """Base of all models. `config` rebuilds the model (`build_model(dataclasses.asdict(config))`);

@@ -20,11 +20,7 @@ mace-torch is an optional extra (`pip install 'foundation-mlip[mace]'`), importe
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import io
-import os
-import warnings
 
 import numpy as np
 import torch
@@ -34,10 +30,12 @@ from torch import Tensor, nn
 from foundation.data.batch import AtomsBatch
 from foundation.errors import UserError
 from foundation.models.base import ModelConfig, PotentialModel
+from foundation.models.mace_torch import mace_modules, quiet_torchscript
 from foundation.models.neighbors import neighbor_pairs
 from foundation.models.registry import register_model
 
-INSTALL_HINT = "pip install 'foundation-mlip[mace]'"
+AUTO = "auto"
+FROM_DATA = ("avg_num_neighbors", "energy_scale")  # `auto`: computed from the training data
 _POSITIVE_INTS = ("num_bessel", "num_polynomial_cutoff", "max_ell", "num_interactions", "correlation")
 
 
@@ -45,9 +43,11 @@ _POSITIVE_INTS = ("num_bessel", "num_polynomial_cutoff", "max_ell", "num_interac
 @dataclasses.dataclass
 class MACEConfig(ModelConfig):
     """mace-torch's MACE arguments, with `mace_run_train`'s defaults except the size (32x0e+32x1o,
-    2 interactions: quick on CPU). `avg_num_neighbors` divides each message sum (MACE computes it
-    from the training data; ~7 on our embedded molecules at 5 Å); `energy_scale` multiplies the
-    learned energy (MACE's `atomic_inter_scale`, the training forces' RMS in eV/Å)."""
+    2 interactions: quick on CPU). `avg_num_neighbors` divides each message sum; `energy_scale`
+    multiplies the learned energy (MACE's `atomic_inter_scale`). Both `auto` by default: computed
+    from the training data when a run builds the model, as mace_run_train computes them
+    (`foundation.models.mace_statistics`), and stored here as numbers. Building without data
+    needs numbers (~7 neighbours for small molecules at 5 Å; a scale of ~1 eV/Å)."""
 
     name: str = "mace"
     r_max: float = 5.0
@@ -62,16 +62,19 @@ class MACEConfig(ModelConfig):
     gate: str = "silu"
     interaction: str = "RealAgnosticResidualInteractionBlock"
     interaction_first: str = "RealAgnosticInteractionBlock"
-    avg_num_neighbors: float = 8.0
-    energy_scale: float = 1.0
+    avg_num_neighbors: float | str = AUTO
+    energy_scale: float | str = AUTO
     use_reduced_cg: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        for key in ("r_max", "avg_num_neighbors", "energy_scale"):
+        for key in ("r_max", *FROM_DATA):
             value = getattr(self, key)
+            if key in FROM_DATA and value == AUTO:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise UserError(f"mace config: {key} must be a number > 0, got {value!r}")
+                extra = " or auto (from the training data)" if key in FROM_DATA else ""
+                raise UserError(f"mace config: {key} must be a number > 0{extra}, got {value!r}")
             setattr(self, key, float(value))
         for key in _POSITIVE_INTS:
             value = getattr(self, key)
@@ -85,7 +88,23 @@ class MACEConfig(ModelConfig):
             raise UserError(f"mace config: use_reduced_cg must be true or false, got {self.use_reduced_cg!r}")
 
     def build(self) -> "MACE":
+        auto = [key for key in FROM_DATA if getattr(self, key) == AUTO]
+        if auto:
+            raise UserError(f"mace config: {auto[0]}=auto is computed from the training data when `foundation "
+                            f"train` builds the model; to build one without data, give {' and '.join(auto)} numbers")
         return MACE(self)
+
+    def with_data_statistics(self, samples) -> "MACEConfig":
+        """This config with its `auto` settings computed from `samples()`, the training structures."""
+        auto = [key for key in FROM_DATA if getattr(self, key) == AUTO]
+        if not auto:
+            return self
+        from foundation.models import mace_statistics as stats
+
+        structures = list(samples())
+        values = {"avg_num_neighbors": lambda: stats.avg_num_neighbors(structures, self.r_max, self.elements),
+                  "energy_scale": lambda: stats.energy_scale(structures, self.elements)}
+        return dataclasses.replace(self, **{key: values[key]() for key in auto})
 
 
 class MACE(PotentialModel):
@@ -180,42 +199,6 @@ class HeadReadouts(nn.Module):
                 else:
                     fresh.append(modules.LinearReadoutBlock(block.linear.irreps_in))
         return nn.ModuleList(fresh)
-
-
-@contextlib.contextmanager
-def quiet_torchscript():
-    """e3nn scripts small helpers while MACE's layers are built, and torch 2.10+ warns about each
-    (TorchScript deprecated, annotations it ignores): dozens of lines about nothing we call."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=DeprecationWarning)
-        warnings.filterwarnings("ignore", message="The TorchScript type system", category=UserWarning)
-        yield
-
-
-def mace_modules():
-    """(`mace.modules`, `e3nn.o3`), imported on first use; `UserError` naming the extra if absent.
-
-    Importing mace sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 for the whole process (so that e3nn can
-    unpickle its constants file), which would let any later `torch.load` without `weights_only`
-    unpickle code. Here e3nn is imported first, its constants loaded with `weights_only` (they
-    hold only tensors and `slice`s), and the variable is put back as it was after mace's import.
-    mace also prints a line about cuequivariance on import: kept off our standard output."""
-    saved = os.environ.get("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
-    try:
-        with torch.serialization.safe_globals([slice]), quiet_torchscript():
-            from e3nn import o3
-        with contextlib.redirect_stdout(io.StringIO()), quiet_torchscript():
-            import mace.modules as modules
-    except ModuleNotFoundError as err:
-        if (err.name or "").split(".")[0] in ("mace", "e3nn"):
-            raise UserError(f"model=mace needs mace-torch, which is not installed: {INSTALL_HINT}") from None
-        raise
-    finally:
-        if saved is None:
-            os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
-        else:
-            os.environ["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = saved
-    return modules, o3
 
 
 def _choice(table: dict, key: str, value: str):

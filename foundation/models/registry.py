@@ -78,8 +78,11 @@ def build_model(config: Mapping[str, Any] | ModelConfig) -> PotentialModel:
     """Build a model from its config: a `ModelConfig`, or a plain dict as written by
     `dataclasses.asdict(model.config)` (keys starting with '_', such as Hydra's `_target_`, are
     ignored once `check_targets` has passed them). The weights are fresh; load a state dict for trained ones."""
-    if isinstance(config, ModelConfig):
-        return config.build()
+    return config.build() if isinstance(config, ModelConfig) else model_config(config).build()
+
+
+def model_config(config: Mapping[str, Any]) -> ModelConfig:
+    """The config dataclass of a plain dict (as `build_model` takes it), checked, not yet built."""
     check_targets(config)
     fields = {k: v for k, v in dict(config).items() if not str(k).startswith("_")}
     if "name" not in fields:
@@ -90,4 +93,4 @@ def build_model(config: Mapping[str, Any] | ModelConfig) -> PotentialModel:
     if unknown:
         raise UserError(f"model {fields['name']!r} has no option(s) {', '.join(unknown)}; "
                         f"its options are {', '.join(sorted(known))}")
-    return cls(**fields).build()
+    return cls(**fields)

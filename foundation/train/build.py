@@ -29,7 +29,6 @@ def build_model(config: RunConfig, data) -> tuple[nn.Module, list[str]]:
     if config.trainer.init_from:
         return _model_from_init(config.trainer, data)
     model = _fill_from_data(config.model, data)
-    _check_elements(model, data, "model")
     absent = [f for f in data.fidelities if f not in model.heads]
     if absent:
         raise UserError(f"model.heads={list(model.heads)} lacks the data's fidelities {', '.join(absent)}; "
@@ -39,15 +38,27 @@ def build_model(config: RunConfig, data) -> tuple[nn.Module, list[str]]:
 
 def _fill_from_data(model_config, data) -> nn.Module:
     """Build the model, taking `elements` and `heads` from the data where the config leaves them
-    unset (None or absent)."""
-    from foundation.models import build_model as build_from_dict
+    unset (None or absent), and what it leaves to the data (`auto`) from the training structures."""
+    from foundation.models.registry import model_config as config_from_dict
+    from foundation.train.references import MAX_STRUCTURES, training_samples
 
     fill = {"elements": list(data.elements), "heads": list(data.fidelities)}
     if isinstance(model_config, dict):
         given = {k: v for k, v in model_config.items() if v is not None or k not in fill}
-        return build_from_dict({**fill, **given})
-    unset = {k: v for k, v in fill.items() if getattr(model_config, k, None) is None}
-    return (dataclasses.replace(model_config, **unset) if unset else model_config).build()
+        config = config_from_dict({**fill, **given})
+    else:
+        unset = {k: v for k, v in fill.items() if getattr(model_config, k, None) is None}
+        config = dataclasses.replace(model_config, **unset) if unset else model_config
+    _check_elements(config, data, "model")
+
+    def samples():  # every rank reads the same structures, so every rank computes the same values
+        found = training_samples(data, None, MAX_STRUCTURES)
+        if found is None:
+            raise UserError(f"model={config.name}: settings set to auto are computed from the training "
+                            "structures, which this data module does not offer; give them as numbers")
+        return found
+
+    return config.with_data_statistics(samples).build()
 
 
 def _model_from_init(trainer: TrainerConfig, data) -> tuple[nn.Module, list[str]]:

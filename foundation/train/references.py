@@ -73,9 +73,9 @@ def _refit(model, data, fid: str, numbers, energies, ridge: float) -> ReferenceF
     return refit_change(numbers, residuals, list(model.elements), prior, ridge)
 
 
-def training_samples(data, fid: str, limit: int = MAX_STRUCTURES) -> list | None:
-    """Up to `limit` training samples labelled at `fid`: the in-memory split, or the shards'
-    (None for a data module that offers neither)."""
+def training_samples(data, fid: str | None, limit: int = MAX_STRUCTURES) -> list | None:
+    """Up to `limit` training samples labelled at `fid` (at any fidelity: None): the in-memory
+    split, or the shards' (None for a data module that offers neither)."""
     if isinstance(getattr(data, "train", None), list):
         source = iter(data.train)
     elif getattr(data, "manifest", None) is not None:
@@ -86,7 +86,7 @@ def training_samples(data, fid: str, limit: int = MAX_STRUCTURES) -> list | None
         return None
     out = []
     for sample in source:
-        if fid in sample.energies:
+        if fid is None or fid in sample.energies:
             out.append(sample)
             if len(out) >= limit:
                 break

@@ -34,12 +34,14 @@ HCNO = [1, 6, 7, 8]
 # Narrow and low-order, for speed on CPU; the physics (equivariance, smoothness, locality) is the same.
 TINY = {"hidden_irreps": "8x0e+8x1o", "mlp_irreps": "8x0e", "max_ell": 2, "correlation": 2,
         "radial_mlp": [16], "num_bessel": 6}
+# Built without training data, the two settings a run computes from it (`auto`) are given.
+FIXED = {"avg_num_neighbors": 8.0, "energy_scale": 1.0}
 _BUILT = {}
 
 
 def tiny(**overrides):
     """A fresh tiny model (building MACE takes seconds: each config is built once, then copied)."""
-    config = MACEConfig(**{"heads": list(HEADS), **TINY, **overrides})
+    config = MACEConfig(**{"heads": list(HEADS), **TINY, **FIXED, **overrides})
     key = repr(dataclasses.asdict(config))
     if key not in _BUILT:
         _BUILT[key] = config.build()
@@ -62,7 +64,7 @@ def seeded(seed: int = 0, **overrides):
 def test_without_mace_torch_the_user_is_told_which_extra_to_install(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "mace.modules", None)  # what `import mace.modules` meets without the extra
     with pytest.raises(UserError, match=r"^model=mace needs mace-torch.*pip install 'foundation-mlip\[mace\]'$"):
-        MACEConfig().build()
+        MACEConfig(**FIXED).build()
     assert main(["train", "model=mace", "data=embedded", "experiment=smoke", f"out_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'foundation-mlip[mace]'" in err and "Traceback" not in err
@@ -82,7 +84,8 @@ def test_the_body_is_mace_torchs_model_built_as_mace_run_train_builds_it():
     from foundation.train.compose import compose_dict
 
     config = compose_dict(["model=mace"])["model"]
-    model = build_model({**config, "elements": ["H", "C", "N", "O"], "heads": HEADS})
+    assert (config["avg_num_neighbors"], config["energy_scale"]) == ("auto", "auto")  # a run computes them
+    model = build_model({**config, **FIXED, "elements": ["H", "C", "N", "O"], "heads": HEADS})
     c = model.config
     assert (c.r_max, c.hidden_irreps, c.num_interactions, c.correlation, c.max_ell) == (5.0, "32x0e+32x1o", 2, 3, 3)
     assert type(model.mace) is mace.modules.MACE and model.cutoff == 5.0
@@ -288,4 +291,4 @@ def test_config_errors_are_user_errors(overrides, message):
 ])
 def test_bad_mace_choices_are_named_when_built(overrides, message):
     with pytest.raises(UserError, match=message):
-        MACEConfig(**{**TINY, **overrides}).build()
+        MACEConfig(**{**TINY, **FIXED, **overrides}).build()

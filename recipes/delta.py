@@ -13,6 +13,7 @@ trains it with `trainer.init_from=<that file>`; the trained composite is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -46,18 +47,51 @@ def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = (
     if cfg.get("resume") and path.is_file():
         return path, cfg["name"], True
     settings = cfg.get("delta") or {}
-    correction = {k: v for k, v in (cfg.get("model") or {}).items() if not k.startswith("_")}
+    base_head, heads = settings.get("base_head", "wb97x_631gs"), list(settings.get("heads") or ["ccsdt_ccpvdz"])
     torch.manual_seed(int(cfg["trainer"].get("seed", 0)))  # the correction's initial weights
     base = one_member(load_model(pretrained), cfg["trainer"].get("init_member"), str(pretrained))
-    model = DeltaModel.from_base(base, settings.get("base_head", "wb97x_631gs"),
-                                 list(settings.get("heads") or ["ccsdt_ccpvdz"]), correction,
-                                 keep_base_head=bool(settings.get("keep_base_head", True)))
+    rng = torch.get_rng_state()  # the correction's weights do not depend on reading the data
     samples = training_samples(instantiate(cfg["data"], "data").build())
+    correction = correction_config({k: v for k, v in (cfg.get("model") or {}).items() if not k.startswith("_")},
+                                   base, base_head, heads, samples)
+    torch.set_rng_state(rng)
+    model = DeltaModel.from_base(base, base_head, heads, correction,
+                                 keep_base_head=bool(settings.get("keep_base_head", True)))
     fitted = samples is not None
     if fitted:
         fit_offsets(model, samples, ridge=cfg["trainer"].get("reference_ridge"))
     save_model(model, path, {"training": {"recipe": "delta", "base": str(pretrained), "steps": 0}})
     return path, cfg["name"], fitted
+
+
+def correction_config(correction: dict, base, base_head: str, heads: list[str],
+                      samples: Sequence[Sample] | None) -> dict:
+    """The correction's config with what it leaves to the data (`auto`: MACE's avg_num_neighbors
+    and energy_scale) computed as any run computes them, on what the correction learns: the
+    training structures with energies target − base prediction (no forces: the recipe trains CC
+    energies)."""
+    from foundation.errors import UserError
+    from foundation.models.registry import model_config
+
+    config = model_config({**correction, "elements": list(base.elements), "heads": heads})
+
+    def residuals():
+        if samples is None:
+            raise UserError(f"recipe=delta: the correction's model={config.name} settings set to auto need the "
+                            "training structures, which this data module does not offer; give them as numbers")
+        return residual_samples(base, base_head, samples, heads)
+
+    resolved = dataclasses.asdict(config.with_data_statistics(residuals))
+    return {k: resolved[k] if v == "auto" else v for k, v in correction.items()}
+
+
+def residual_samples(base, base_head: str, samples: Sequence[Sample], heads: Sequence[str]) -> list[Sample]:
+    """The samples labelled at any of `heads`, their energies there minus `base`'s at `base_head`."""
+    labelled = [s for s in samples if any(h in s.energies for h in heads)]
+    predicted = _energies(base, base_head, labelled)
+    return [Sample(s.numbers, s.positions, {h: s.energies[h] - e for h in heads if h in s.energies},
+                   cell=s.cell, pbc=s.pbc, molecule=s.molecule, source=s.source)
+            for s, e in zip(labelled, predicted)]
 
 
 def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64,
@@ -88,11 +122,15 @@ def fit_offsets(model, samples: Sequence[Sample], batch_size: int = 64,
 
 def base_energies(model, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
     """(len(samples),) eV: the frozen base's energies at its base head."""
+    return _energies(model.base, model.config.base_head, samples, batch_size)
+
+
+def _energies(model, head: str, samples: Sequence[Sample], batch_size: int = 64) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
             batch = collate(samples[start:start + batch_size], fidelities=[], dtype=model.dtype)
-            out.append(model.base(batch, head=model.config.base_head, forces=False)["energy"].numpy())
+            out.append(model(batch, head=head, forces=False)["energy"].numpy())
     return np.concatenate(out) if out else np.zeros(0)
 
 

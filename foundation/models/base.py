@@ -185,6 +185,24 @@ class PotentialModel(nn.Module):
         self.reference_energies = torch.cat([self.reference_energies, source.unsqueeze(0)])
         self.config.heads.append(name)
 
+    def zero_head_output(self, head: str) -> None:
+        """Make `head`'s learned energy exactly zero while every parameter still gets gradients
+        (a Δ-learning correction starts as no correction): the last `nn.Linear` of each module
+        named `...heads.<head>` is zeroed (ANI's per-element output layers, PaiNN's readout).
+        A model whose heads end otherwise overrides this."""
+        found = False
+        for name, module in self.named_modules():
+            if name.split(".")[-2:] == ["heads", head]:
+                linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+                if linears:
+                    with torch.no_grad():
+                        linears[-1].weight.zero_()
+                        if linears[-1].bias is not None:
+                            linears[-1].bias.zero_()
+                    found = True
+        if not found:
+            raise UserError(f"{type(self).__name__} has no output layer named 'heads.{head}' to start at zero")
+
     def _apply(self, fn, recurse=True):
         # `.float()` / `.half()` must not round the reference energies (1e4 eV): keep float64,
         # follow only the device.

@@ -120,7 +120,7 @@ class DeltaModel(PotentialModel):
                              delta=dict(delta_config) if delta_config is not None else None)
         delta = build_model(config.delta).to(base.dtype)
         for head in heads:
-            _zero_output_layer(delta, head)
+            delta.zero_head_output(head)  # each architecture knows its own output layers
         return cls(config, copy.deepcopy(base), delta)
 
     @property
@@ -176,19 +176,3 @@ class DeltaModel(PotentialModel):
         # No own reference buffer to protect (PotentialModel._apply's job); the sub-models protect theirs.
         return nn.Module._apply(self, fn, recurse)
 
-
-def _zero_output_layer(model: nn.Module, head: str) -> None:
-    """Zero the last Linear of every module named `...heads.<head>` (ANI's per-element output
-    layers, PaiNN's readout): the correction then predicts exactly 0 and still gets gradients."""
-    found = False
-    for name, module in model.named_modules():
-        if name.split(".")[-2:] == ["heads", head]:
-            linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
-            if linears:
-                with torch.no_grad():
-                    linears[-1].weight.zero_()
-                    linears[-1].bias.zero_()
-                found = True
-    if not found:
-        raise UserError(f"delta model: the correction {type(model).__name__} has no output layer named "
-                        f"'heads.{head}' to start at zero")

@@ -148,6 +148,17 @@ class MACE(PotentialModel):
     def _add_head_parameters(self, name: str, copy_from: str | None) -> None:
         self.readout.add(name, copy_from)
 
+    def zero_head_output(self, head: str) -> None:
+        """Zero the last (e3nn) linear of each of `head`'s readout blocks: the head's energy is
+        then exactly zero, and the zeroed weights still get gradients (the features are not zero)."""
+        self.head_index(head)
+        with torch.no_grad():
+            for block in self.readout.heads[head]:
+                last = block.linear_2 if hasattr(block, "linear_2") else block.linear
+                last.weight.zero_()
+                if getattr(last, "bias", None) is not None and last.bias.numel():
+                    last.bias.zero_()
+
 
 def mace_input(batch: AtomsBatch, positions: Tensor, species: Tensor, n_elements: int,
                i: Tensor, j: Tensor, shifts: Tensor) -> dict[str, Tensor]:

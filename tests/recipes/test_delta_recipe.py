@@ -1,5 +1,7 @@
 """The `delta` recipe: a correction trained on CC − DFT on top of the frozen pretrained model."""
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,10 @@ from foundation.loading import load_model
 from foundation.models.delta import DeltaModel
 from foundation.recipes import delta
 from foundation.recipes.common import CC, DFT, embedded_samples
+
+# Found, not imported: importing mace directly sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD for the process.
+HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+NO_MACE = "mace-torch not installed: pip install 'foundation-mlip[mace]'"
 
 
 def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny, runs_dir):
@@ -61,3 +67,44 @@ def test_a_missing_base_model_is_one_clear_error(tiny, capsys):
     assert delta.main(["--from", "no_such_model.safetensors", *tiny, "name=delta_missing"]) == 2
     err = capsys.readouterr().err.strip()
     assert "no_such_model.safetensors" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize("correction", ["painn", "mace"])
+def test_any_model_is_the_correction(pretrained, tiny, runs_dir, correction):
+    """PaiNN and MACE corrections (their own narrow sizes, recipe_model/delta_<model>.yaml) on the
+    ANI base: each starts at exactly zero (each architecture zeroes its own output layers) and trains."""
+    if correction == "mace" and not HAVE_MACE:
+        pytest.skip(NO_MACE)
+    name = f"delta_{correction}"
+    result = delta.run(pretrained, [*tiny, f"model={correction}", f"name={name}", "trainer.max_steps=4",
+                                     "trainer.allow_worse=true"], quiet=True)  # the trained weights, better or not
+    init, after, base = load_model(runs_dir / name / delta.INIT_NAME), load_model(result.model_path), load_model(pretrained)
+    assert after.config.delta["name"] == correction and after.heads == [CC, DFT]
+    training = embedded_samples("train", CC)[:16]
+    batch = collate(training, fidelities=[CC])
+    refs = init.delta.reference_energies_dict()[CC]
+    learned = init.delta(batch, head=CC, forces=False)["energy"].detach().numpy() - \
+        np.array([sum(refs[int(z)] for z in s.numbers) for s in training])
+    assert np.abs(learned).max() < 1e-9  # the correction starts as no correction
+    start, trained = weights(runs_dir / name / delta.INIT_NAME), weights(result.model_path)
+    assert all(torch.equal(trained[n], t) for n, t in start.items() if n.startswith("base."))
+    assert any(not torch.equal(trained[n], t) for n, t in start.items() if n.startswith("delta."))
+    np.testing.assert_array_equal(after(batch, head=DFT, forces=False)["energy"].detach().numpy(),
+                                  base(batch, head=DFT, forces=False)["energy"].detach().numpy())
+
+
+def test_a_mace_corrections_statistics_come_from_what_it_learns(pretrained, tiny, runs_dir):
+    """avg_num_neighbors=auto and energy_scale=auto of a MACE correction: computed as for any MACE
+    run, on the training structures with energies CC − base prediction (std scaling: no forces)."""
+    if not HAVE_MACE:
+        pytest.skip(NO_MACE)
+    from foundation.models import mace_statistics
+
+    path, _, _ = delta.build_init_model(pretrained, [*tiny, "model=mace", "name=delta_mace_init"])
+    config = load_model(path).config.delta
+    residuals = delta.residual_samples(load_model(pretrained), DFT, embedded_samples("train", CC), [CC])
+    assert config["energy_scale"] == pytest.approx(mace_statistics.energy_scale(residuals, config["elements"]),
+                                                   rel=1e-9)
+    assert config["avg_num_neighbors"] == pytest.approx(
+        mace_statistics.avg_num_neighbors(residuals, config["r_max"], config["elements"]), rel=1e-12)
+    assert 0 < config["energy_scale"] < 0.5  # eV per atom: the CC − DFT spread, not the CC energies'

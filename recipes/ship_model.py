@@ -35,10 +35,13 @@ ANI_ATTRIBUTION = ("from ANI-1x (Smith, Isayev, Roitberg et al., AIQM; github.co
                    "copyright (c) 2020 AIQM), transferred by Foundation")
 ENTRIES = {
     "ani-1x-ccsdt": {
-        "description": "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC "
-                       "set (small closed-shell H/C/N/O molecules, up to 6 heavy atoms); ANI-1x's wB97X head beside the "
-                       "CC head. For conformer and reaction energies of small organics near CC quality; not for "
-                       "charged, open-shell or other-element systems, nor absolute energies of unseen molecule types",
+        "description": (
+            "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC set "
+            "(798 CCSD(T) energies of 102 small closed-shell H/C/N/O molecules, up to 6 heavy atoms, covering"
+            " 23 functional-group families); a wB97X head beside the CC head. For conformer and reaction "
+            "energies of small organics near CC quality; not for charged, open-shell or other-element "
+            "systems, nor absolute energies of unseen molecule types"
+        ),
         "default_head": "ccsdt_ccpvdz",
         "elements": ["H", "C", "N", "O"], "license": "MIT", "attribution": ANI_ATTRIBUTION},
     "ani-cc-mini": {

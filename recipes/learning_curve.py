@@ -104,7 +104,7 @@ def curve_plot(rows: list[dict], path: Path) -> Path:
             pts = sorted((r["n"], r["relative_energy_rmse_kcal_mol"]) for r in mine if r["model"] == label)
             ax.plot(*zip(*pts), marker="o", label=label)
         ax.axhline(1.0, color="0.6", ls="--", lw=0.8, label="chemical accuracy")
-        ax.set(xscale="log", xlabel=f"CC training {axis}", ylabel="rel. energy RMSE (kcal/mol)",
+        ax.set(xscale="log", yscale="log", xlabel=f"CC training {axis}", ylabel="rel. energy RMSE (kcal/mol)",
                title="Held-out CC test molecules")
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo test test-all bench bench-peers clean
 
 $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-all: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all
+
+# mace-torch's own mace_run_train against our model=mace (and ANI, PaiNN) on the embedded data:
+# ~40 minutes on 2 cores, so not in `make bench`.
+bench-peers: install
+	$(BIN)/python -m benchmarks.run_all --only peers_mace
 
 clean:
 	rm -rf $(VENV) outputs runs

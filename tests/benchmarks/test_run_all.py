@@ -2,6 +2,7 @@
 that ours and TorchANI compute the same thing before anything is timed (real TorchANI, no timing
 asserted)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -77,5 +78,8 @@ def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
     written = {p.stem for p in tmp_path.glob("*.json")}
     assert {"train_step_vs_torchani", "inference_vs_torchani", "md_vs_torchani", "streaming_vs_hdf5",
             "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m"} <= written
+    if importlib.util.find_spec("mace") is not None:  # the optional extra: peers_mace skips without it
+        assert {"mace_rel_energy_rmse_vs_mace_torch", "mace_forces_mae_vs_mace_torch",
+                "mace_train_throughput_vs_mace_torch"} <= written
     assert "| train_step_vs_torchani |" in (tmp_path / "TABLE.md").read_text()
     assert {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()} == before

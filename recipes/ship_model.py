@@ -27,7 +27,7 @@ from foundation.atomic import replacing
 from foundation.cli.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
-from foundation.recipes.common import train, write_atomic
+from foundation.recipes.common import DFT, train, write_atomic
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 HUB = Path(foundation.hub.__file__).parent  # the source tree in an editable install
@@ -81,9 +81,30 @@ def make_ani_1x_ccsdt(members: int, base: list[str], start: str = "ani-1x") -> t
           + ", ".join(f"{r} {v['validation'][transfer.METRIC]:.3f}" for r, v in compared.items())
           + " kcal/mol (relative-energy RMSE, member 0)", flush=True)
     out = ensemble.run(members, recipe, [start], [*base, "name=ani-1x-ccsdt"], quiet=True)
-    choice = {"start": start, "recipe": recipe, "members": members,
+    path = Path(out["path"])
+    if recipe != "delta":  # delta passes the start's head through already
+        path = keep_start_head(path, start, path.with_name("ani-1x-ccsdt.safetensors"))
+    choice = {"start": start, "recipe": recipe, "members": members, "start_head_kept": DFT,
               "validation_member0": {r: v["validation"][transfer.METRIC] for r, v in compared.items()}}
-    return Path(out["path"]), choice
+    return path, choice
+
+
+def keep_start_head(path: Path, start: str, out: Path, head: str = DFT) -> Path:
+    """The ensemble at `path` with its `head` answered by the start's member k, untouched, beside
+    the transferred member k's other heads (`foundation.models.routed`): the recipes that train
+    the shared layers move the start's own answers, which users of its DFT head rely on."""
+    from foundation.hub.format import read_header, save_model
+    from foundation.loading import load_model, load_pretrained
+    from foundation.models.ensemble import EnsembleModel
+    from foundation.models.routed import RoutedModel
+
+    tuned, begin = load_model(path), load_pretrained(start)
+    members = [RoutedModel.from_parts([first, mine], {**{h: 1 for h in mine.heads if h != head}, head: 0})
+               for first, mine in zip(begin.members, tuned.members)]
+    header = read_header(path)
+    metadata = {k: header[k] for k in ("metrics", "training") if k in header}
+    metadata.setdefault("training", {})["start_head_kept"] = {"head": head, "from": str(start)}
+    return save_model(EnsembleModel.from_members(members), out, metadata)
 
 
 def against_installed(path: Path, name: str, hub: Path, out: Path) -> dict:

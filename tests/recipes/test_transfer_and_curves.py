@@ -5,10 +5,13 @@ import json
 import math
 
 import pytest
+import torch
 
+from foundation.data.batch import collate
 from foundation.loading import load_model
 from foundation.models.delta import DeltaModel
 from foundation.models.ensemble import EnsembleModel
+from foundation.models.routed import RoutedModel
 from foundation.recipes import learning_curve, ship_model, transfer
 from foundation.recipes.common import CC, DFT, embedded_samples
 
@@ -63,3 +66,27 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     assert isinstance(model, EnsembleModel) and len(model.members) == 2 and CC in model.heads
     if choice["recipe"] == "delta":  # the DFT head is the start's, unchanged
         assert isinstance(model.members[0], DeltaModel) and DFT in model.heads
+    else:  # the DFT head routed to the start's members, untouched
+        assert isinstance(model.members[0], RoutedModel) and choice["start_head_kept"] == DFT
+    start = load_model(pretrained_ensemble)
+    batch = collate(embedded_samples("test", CC)[:4]).to("cpu", model.dtype)
+    assert torch.equal(model(batch, DFT)["energy"], start(batch, DFT)["energy"])
+
+
+def test_keep_start_head_routes_the_dft_head_to_the_start_members(pretrained_ensemble, tmp_path):
+    from foundation.hub.format import save_model
+    from foundation.models.ensemble import EnsembleModel
+
+    start = load_model(pretrained_ensemble)
+    members = load_model(pretrained_ensemble).members
+    for member in members:
+        member.add_head(CC, copy_from=DFT)
+    tuned = EnsembleModel.from_members(list(members))
+    with torch.no_grad():
+        for p in tuned.parameters():
+            p.add_(0.01)
+    routed = load_model(ship_model.keep_start_head(save_model(tuned, tmp_path / "t.safetensors"),
+                                                    str(pretrained_ensemble), tmp_path / "r.safetensors"))
+    batch = collate(embedded_samples("test", CC)[:4]).to("cpu", routed.dtype)
+    assert torch.equal(routed(batch, DFT)["forces"], start(batch, DFT)["forces"])
+    assert torch.equal(routed(batch, CC)["energy"], tuned(batch, CC)["energy"])

@@ -1,0 +1,50 @@
+"""RoutedModel: each head answered by its own model, bit for bit, in one file."""
+
+import numpy as np
+import pytest
+import torch
+
+from foundation.data.batch import collate
+from foundation.errors import UserError
+from foundation.hub.format import save_model
+from foundation.loading import load_model
+from foundation.models.ensemble import EnsembleModel
+from foundation.models.registry import build_model
+from foundation.models.routed import RoutedConfig, RoutedModel
+from foundation.models.testing import PotentialModelTests, random_molecule
+
+DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
+SMALL = {"name": "ani", "radial_num_shifts": 8, "angular_num_shifts": 2, "angular_num_sections": 4,
+         "hidden": {s: [16, 8] for s in "HCNO"}}
+
+
+def parts():
+    torch.manual_seed(0)
+    start = build_model({**SMALL, "heads": [DFT], "radial_cutoff": 4.6, "elements": [8, 1, 6, 7]}).double()
+    tuned = build_model({**SMALL, "heads": [CC, DFT]}).double()
+    return start, tuned
+
+
+class TestRoutedPhysics(PotentialModelTests):
+    @pytest.fixture
+    def model_factory(self):
+        return lambda: RoutedModel.from_parts(parts(), {CC: 1, DFT: 0})
+
+
+def test_each_head_is_its_part_bit_for_bit_and_survives_the_file(tmp_path):
+    start, tuned = parts()
+    model = RoutedModel.from_parts([start, tuned], {CC: 1, DFT: 0})
+    assert model.heads == [CC, DFT] and model.elements == [1, 6, 7, 8]
+    batch = collate([random_molecule(np.random.default_rng(k), [1, 6, 7, 8], 7) for k in range(3)]).to("cpu", torch.float64)
+    assert torch.equal(model(batch, DFT)["forces"], start(batch, DFT)["forces"])
+    assert torch.equal(model(batch, CC)["energy"], tuned(batch, CC)["energy"])
+    ensemble = EnsembleModel.from_members([model, RoutedModel.from_parts(parts(), {CC: 1, DFT: 0})])
+    loaded = load_model(save_model(ensemble, tmp_path / "routed.safetensors"))
+    assert torch.equal(loaded(batch, DFT)["energy"], ensemble(batch, DFT)["energy"])
+    assert loaded.members[0].parts[0].cutoff == start.cutoff
+
+
+def test_a_head_routed_to_a_part_without_it_is_one_clear_error():
+    start, tuned = parts()
+    with pytest.raises(UserError, match="head 'ccsdt_ccpvdz' routed to part 0, which has no such head"):
+        RoutedConfig(parts=[start.config, tuned.config], routes={CC: 0})

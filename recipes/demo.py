@@ -1,6 +1,6 @@
 """The main job (`make demo`): how close to CCSD(T) each start gets on the held-out test molecules.
 
-1. the published ANI-1x and ANI-1ccx, evaluated as they are;
+1. the published ANI-1x and ANI-1ccx, and our shipped ani-1x-ccsdt, evaluated as they are;
 2. our own small DFT pretraining on the embedded ωB97X/6-31G* data, then fine-tuned on CC;
 3. CC from scratch (the ANI-1ccx-R control);
 4. ANI-1x → CC by each transfer recipe (finetune, multihead with DFT replay, delta on frozen
@@ -44,7 +44,8 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
 
     base = [f"out_dir={out}", "logger.progress_bar=false"] + (["trainer.max_steps=300"] if fast else [])
     started = time.perf_counter()
-    models = {"ANI-1x as published (wB97X head)": START, "ANI-1ccx as published (CCSD(T)*/CBS head)": "ani-1ccx"}
+    models = {"ANI-1x as published (wB97X head)": START, "ANI-1ccx as published (CCSD(T)*/CBS head)": "ani-1ccx",
+              "ani-1x-ccsdt as shipped (8 members)": "ani-1x-ccsdt"}
 
     t = stage("1/5 our small pretraining on DFT (wB97X/6-31G* energies + forces), then fine-tuned on CC; "
               "beside it, CC from scratch (the control, ANI-1ccx-R)")

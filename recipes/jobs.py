@@ -31,11 +31,9 @@ def default_workers() -> int:
 
 def train_all(jobs: Sequence[Job], quiet: bool = True, workers: int | None = None) -> list:
     """The TrainResult of each job, in the order given."""
-    from foundation.recipes.ensemble import train_member
-
     n = min(workers or default_workers(), len(jobs))
     if n <= 1:
-        return [train_member(recipe, source, list(overrides), quiet) for recipe, source, overrides in jobs]
+        return [_train(job, quiet) for job in jobs]
     # spawn, not fork: a forked child would inherit torch's thread pools and the parent's locks
     with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
         return list(pool.map(_train, jobs, [quiet] * len(jobs)))

@@ -60,12 +60,12 @@ def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axe
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)
     member = {label: ["trainer.init_member=0"] if source and is_ensemble(source) else []
               for label, (_, source) in starts.items()}
-    points, jobs, first_of = [], [], {}
+    points, jobs, whole_index = [], [], None
     for axis in axes:
         for n, subset in subsets(train_cc, axis, fractions, seed):
             whole = len(subset) == len(train_cc)
-            if whole and "whole" in first_of:  # the same data as another axis's last point
-                points.append((axis, n, len(subset), first_of["whole"]))
+            if whole and whole_index is not None:  # the same data as another axis's last point
+                points.append((axis, n, len(subset), whole_index))
                 continue
             data = shard_set(out_dir / f"{axis}_{n}", subset, val, test)
             common = ["data=shards", f"data.path={data}", f"data.fidelities=[{CC}]", f"out_dir={out_dir}",
@@ -75,7 +75,7 @@ def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axe
                      for label, (recipe, source) in starts.items()]
             points.append((axis, n, len(subset), index))
             if whole:
-                first_of["whole"] = index
+                whole_index = index
     print(f"learning curve: {len(jobs)} trainings", flush=True)
     paths = [r.model_path for r in train_all(jobs)]
     rows = []

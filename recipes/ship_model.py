@@ -58,7 +58,6 @@ def install(model_path: Path, name: str, hub: Path = HUB) -> dict:
     from foundation.hub.format import read_header
 
     target = hub / "weights" / f"{name}.safetensors"
-    target.parent.mkdir(parents=True, exist_ok=True)
     with replacing(target) as tmp:
         shutil.copyfile(model_path, tmp)
     registry_path = hub / "registry.json"

@@ -205,7 +205,10 @@ class PotentialModel(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # `.float()` / `.half()` must not round the reference energies (1e4 eV): keep float64,
-        # follow only the device.
+        # follow only the device. A composite (ensemble, delta, routed) owns no reference buffer:
+        # its sub-models protect theirs.
+        if "reference_energies" not in self._buffers:
+            return super()._apply(fn, recurse)
         reference = self.reference_energies
         super()._apply(fn, recurse)
         self._buffers["reference_energies"] = reference.to(self.reference_energies.device, torch.float64)

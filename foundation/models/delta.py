@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from foundation.data.batch import AtomsBatch
 from foundation.data.elements import symbol
@@ -171,8 +171,3 @@ class DeltaModel(PotentialModel):
 
     def _base_references(self) -> dict[int, float]:
         return self.base.reference_energies_dict()[self.config.base_head]
-
-    def _apply(self, fn, recurse=True):
-        # No own reference buffer to protect (PotentialModel._apply's job); the sub-models protect theirs.
-        return nn.Module._apply(self, fn, recurse)
-

@@ -112,7 +112,3 @@ class EnsembleModel(PotentialModel):
                 (grad,) = torch.autograd.grad(energy.sum(), positions, create_graph=self.training)
                 out["forces"] = -grad
         return out
-
-    def _apply(self, fn, recurse=True):
-        # No own reference buffer to protect (PotentialModel._apply's job); members protect theirs.
-        return nn.Module._apply(self, fn, recurse)

@@ -100,6 +100,3 @@ class RoutedModel(PotentialModel):
             if mine:
                 columns |= dict(zip(mine, part.atomic_energies(batch, mine, positions).unbind(1)))
         return torch.stack([columns[h] for h in heads], dim=1)
-
-    def _apply(self, fn, recurse=True):
-        return nn.Module._apply(self, fn, recurse)  # the parts protect their own reference buffers

@@ -74,6 +74,13 @@ def close(actual, desired, tol: float) -> None:
     np.testing.assert_allclose(actual, desired, rtol=0, atol=tol * scale)
 
 
+def supercell_2x2x2(crystal: Sample) -> Sample:
+    """The same crystal as 8 copies of its cell (a structure whose energy is 8 times the crystal's)."""
+    offsets = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) @ crystal.cell
+    return Sample(numbers=np.tile(crystal.numbers, 8), cell=2 * crystal.cell, pbc=[True] * 3,
+                  positions=np.concatenate([crystal.positions + o for o in offsets]))
+
+
 def moved(sample: Sample, positions: np.ndarray) -> Sample:
     return dataclasses.replace(sample, positions=positions)
 

@@ -18,11 +18,10 @@ from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_s
 from foundation.calculators import FoundationCalculator
 from foundation.cli.main import main
 from foundation.data.batch import collate
-from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.models import build_model
 from foundation.models.mace import MACEConfig
-from foundation.models.testing import PotentialModelTests, evaluate, random_crystal, random_molecule
+from foundation.models.testing import PotentialModelTests, evaluate, random_crystal, random_molecule, supercell_2x2x2
 
 HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
 needs_mace = pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'")
@@ -102,10 +101,7 @@ def test_supercell_2x2x2_has_eight_times_the_energy():
     model = seeded(1)
     crystal = random_crystal(np.random.default_rng(6), HCNO, 3)  # cell shorter than r_max: many images
     energy, forces = evaluate(model, [crystal])
-    offsets = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) @ crystal.cell
-    supercell = Sample(numbers=np.tile(crystal.numbers, 8), cell=2 * crystal.cell, pbc=[True] * 3,
-                       positions=np.concatenate([crystal.positions + o for o in offsets]))
-    e8, f8 = evaluate(model, [supercell])
+    e8, f8 = evaluate(model, [supercell_2x2x2(crystal)])
     np.testing.assert_allclose(e8 / 8, energy, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(f8, np.tile(forces, (8, 1)), rtol=0, atol=1e-9)
 

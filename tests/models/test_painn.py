@@ -12,7 +12,7 @@ from foundation.errors import UserError
 from foundation.models import build_model
 from foundation.models.painn import PaiNNConfig
 from foundation.models.painn_layers import MessagePassing
-from foundation.models.testing import PotentialModelTests, evaluate, random_crystal, random_molecule
+from foundation.models.testing import PotentialModelTests, evaluate, random_crystal, random_molecule, supercell_2x2x2
 
 HEADS = ["wb97x_631gs", "ccsdt_ccpvdz"]
 HCNO = [1, 6, 7, 8]
@@ -79,10 +79,7 @@ def test_supercell_2x2x2_has_eight_times_the_energy(cutoff):
     cell = np.diag([6.2, 6.5, 6.8]) + rng.uniform(-0.3, 0.3, (3, 3)) if cutoff < 5 else None
     crystal = random_crystal(rng, HCNO, 3) if cell is None else _random_cell(rng, cell, 8)
     energy, forces = evaluate(model, [crystal])
-    offsets = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)]) @ crystal.cell
-    supercell = Sample(numbers=np.tile(crystal.numbers, 8), cell=2 * crystal.cell, pbc=[True] * 3,
-                       positions=np.concatenate([crystal.positions + o for o in offsets]))
-    e8, f8 = evaluate(model, [supercell])
+    e8, f8 = evaluate(model, [supercell_2x2x2(crystal)])
     np.testing.assert_allclose(e8 / 8, energy, rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(f8, np.tile(forces, (8, 1)), rtol=0, atol=1e-9)
 

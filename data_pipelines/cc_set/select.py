@@ -100,9 +100,13 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
     return {"structures": len(lines), "molecules": len(molecules)}
 
 
-def _sha256(name: str) -> str | None:
-    path = Path(name)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+def _sha256(name: str) -> str:
+    """The committee file's sha256 (a registry name's from its entry, verified when it was fetched)."""
+    from foundation.hub.registry import get_entry, is_registered
+
+    if is_registered(name):
+        return get_entry(name).sha256
+    return hashlib.sha256(Path(name).read_bytes()).hexdigest()
 
 
 @entry_point

@@ -36,8 +36,10 @@ bench: install
 
 # mace-torch's own mace_run_train against our model=mace (and ANI, PaiNN) on the embedded data:
 # ~40 minutes on 2 cores, so not in `make bench`.
+# The DFT trainings are kept in runs/bench/ (the transfer comparison starts from them; a second run
+# with the same inputs reuses them).
 bench-peers: install
-	$(BIN)/python -m benchmarks.run_all --only peers_mace
+	FOUNDATION_BENCH_WORK=runs/bench $(BIN)/python -m benchmarks.run_all --only peers_mace peers_mace_transfer
 
 clean:
 	rm -rf $(VENV) outputs runs

@@ -9,12 +9,15 @@ code did, while wall time also counts the waits for a core that other jobs hold.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import hashlib
 import json
 import math
 import os
 import platform
 import statistics
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -39,6 +42,28 @@ RESULTS = Path(os.environ.get("FOUNDATION_BENCH_RESULTS") or Path(__file__).pare
 def sized(full, tiny):
     """`full`, or `tiny` in a quick run."""
     return tiny if QUICK else full
+
+
+def fingerprint(*paths: Path) -> str:
+    """The sha256 of the files' contents, in order (first 16 hex digits): what a kept result was made from."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def work_dir(name: str):
+    """A benchmark's scratch folder: `$FOUNDATION_BENCH_WORK/<name>`, kept (so a later script can
+    start from what this one trained, `make bench-peers`), or a temporary one when that is unset."""
+    root = os.environ.get("FOUNDATION_BENCH_WORK")
+    if root:
+        path = Path(root).resolve() / name
+        path.mkdir(parents=True, exist_ok=True)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
+        yield Path(tmp)
 
 # Small organic H/C/N/O molecules of 10-30 atoms (hydrogens included), as in ANI-1x's GDB subsets.
 SMILES = {

@@ -21,10 +21,11 @@ never unpickle its file. Writes mace_{rel_energy_rmse,forces_mae,train_throughpu
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
+from foundation.atomic import write_text_atomic
 from foundation.cli.errors import entry_point
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
@@ -55,6 +57,7 @@ def prepare(work: Path) -> dict:
     from foundation.data.shards.reader import iter_samples
     from foundation.data.shards.writer import write_shards
 
+    shutil.rmtree(work / "data", ignore_errors=True)  # a kept folder: today's embedded data
     manifest = load_manifest(snapshot_data(work))  # one dataset throughout: the labeller rebuilds it
     dft = {split: [Sample(s.numbers, s.positions, {DFT: s.energies[DFT]}, {DFT: s.forces[DFT]}, molecule=s.molecule,
                           source=s.source) for s in iter_samples(manifest, split) if DFT in s.forces]
@@ -114,7 +117,7 @@ def steps_for(overrides: list[str], structures: int) -> int:
 
 
 class Job:
-    """A command run in the background, its output in a log; `wait` gives (CPU s, wall s)."""
+    """A command run in the background, its output in a log."""
 
     def __init__(self, name: str, command: list[str], log: Path):
         self.name, self.log, self.started = name, log, time.perf_counter()
@@ -122,27 +125,35 @@ class Job:
         with open(log, "w") as out:
             self.proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
 
-    def wait(self) -> tuple[float, float] | str:
+    def result(self, status: int, usage) -> tuple[float, float] | str:
         """(CPU s, wall s), or the end of its log if it failed."""
-        _, status, usage = os.wait4(self.proc.pid, 0)
         wall = time.perf_counter() - self.started
         if os.waitstatus_to_exitcode(status) != 0:
             return f"{self.name} failed:\n{self.log.read_text()[-3000:]}"
         return usage.ru_utime + usage.ru_stime, wall
 
 
-def train_side_by_side(jobs: dict[str, list[str]], work: Path, required: bool) -> dict:
-    """Run `jobs` at once (one core each); {name: (CPU s, wall s) or why it failed}. A `required`
-    group that failed stops the benchmark (after all its jobs ended)."""
-    started = {name: Job(name, command, work / f"{name}.log") for name, command in jobs.items()}
-    done = {name: job.wait() for name, job in started.items()}
+def train_side_by_side(jobs: dict[str, list[str]], work: Path, required: bool, slots: int | None = None) -> dict:
+    """Run `jobs`, `slots` at a time (default: all at once; one core each), in the order given;
+    {name: (CPU s, wall s) or why it failed}. A `required` group that failed stops the benchmark
+    (after all its jobs ended)."""
+    pending, running, done = list(jobs.items()), {}, {}
+    while pending or running:
+        while pending and len(running) < (slots or len(jobs)):
+            name, command = pending.pop(0)
+            job = Job(name, command, work / f"{name}.log")
+            running[job.proc.pid] = job
+        pid, status, usage = os.wait4(-1, 0)
+        if pid in running:
+            job = running.pop(pid)
+            done[job.name] = job.result(status, usage)
     failed = [why for why in done.values() if isinstance(why, str)]
     if required and failed:
         raise RuntimeError("\n".join(failed))
     return done
 
 
-def ours_predictions(path: Path, samples) -> tuple[np.ndarray, list[np.ndarray]]:
+def ours_predictions(path: Path, samples, head: str = DFT) -> tuple[np.ndarray, list[np.ndarray]]:
     from foundation.data.batch import collate
     from foundation.data.batching import group_by_atoms
     from foundation.loading import load_model
@@ -150,21 +161,22 @@ def ours_predictions(path: Path, samples) -> tuple[np.ndarray, list[np.ndarray]]
     model = load_model(path).eval()  # float32, as trained (and as mace-torch's is scored)
     energies, forces = [], []
     for group in group_by_atoms(samples, 512):
-        out = model(collate(group, fidelities=[], dtype=model.dtype), head=DFT)
+        out = model(collate(group, fidelities=[], dtype=model.dtype), head=head)
         energies.append(out["energy"].detach().numpy())
         forces += np.split(out["forces"].detach().numpy(), np.cumsum([s.n_atoms for s in group])[:-1])
     return np.concatenate(energies), forces
 
 
-def mace_torch_predictions(work: Path) -> tuple[np.ndarray, list[np.ndarray]]:
-    """mace-torch's own evaluation of its model on test.xyz (its process loads its file), in the
-    float32 it was trained in."""
+def mace_torch_predictions(configs: Path, model: str | Path, head: str | None = None
+                           ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """mace-torch's own evaluation of its `model` file (of its `head`) on the structures of
+    `configs` (its process loads its file), in the float32 it was trained in."""
     import ase.io
 
-    out = work / "test_mace_torch.xyz"
-    done = subprocess.run([str(BIN / "mace_eval_configs"), "--configs", str(work / "test.xyz"), "--output", str(out),
-                           "--model", str(work / "mace_torch" / "mace_torch.model"), "--device", "cpu",
-                           "--default_dtype", "float32"], capture_output=True, text=True,
+    out = Path(model).with_suffix(f".{configs.stem}.xyz")
+    done = subprocess.run([str(BIN / "mace_eval_configs"), "--configs", str(configs), "--output", str(out),
+                           "--model", str(model), "--device", "cpu", "--default_dtype", "float32",
+                           *(["--head", head] if head else [])], capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode:
         raise RuntimeError(f"mace_eval_configs failed:\n{done.stderr[-3000:]}")
@@ -183,9 +195,44 @@ def score(energies: np.ndarray, forces: list[np.ndarray], test) -> dict:
     return {"rel_energy_rmse_vs_cc_kcal_mol": metrics.relative_energy_rmse_kcal_mol(
                 energies[cc], np.array([test[k].energies[CC] for k in cc]), [hill_formula(test[k].numbers) for k in cc]),
             "forces_mae_vs_dft_ev_per_a": metrics.forces_mae(np.concatenate([forces[k] for k in forced]),
-                                                             np.concatenate([test[k].forces[DFT] for k in forced])),
+                                                             np.concatenate([test[k].forces[DFT] for k in forced]))
+            if forced else None,
             "cc_test_structures": len(cc), "dft_test_structures": len(forced),
             "test_molecules": len({test[k].molecule for k in cc})}
+
+
+def pretrain(work: Path) -> tuple[dict, dict]:
+    """The samples, and the record of the DFT trainings in `work` (mace-torch's and our MACE, then
+    ANI and PaiNN): reused when `work` holds a finished run of the same inputs (`make bench-peers`
+    keeps it for benchmarks.peers_mace_transfer), else trained afresh."""
+    data = prepare(work)
+    n_train = len(data["train"])
+    mean_atoms = sum(s.n_atoms for s in data["train"]) / n_train
+    ours = {m: our_overrides(m, work, mean_atoms) for m in ("mace", "ani", "painn")}
+    steps = steps_for(ours["mace"], EPOCHS * n_train)  # the same data and batches for every model
+    inputs = {"epochs": EPOCHS, "train_structures": n_train, "val_structures": len(data["val"]),
+              "mean_atoms": round(mean_atoms, 2), "our_steps": steps, "mace_size": SIZE,
+              "data": common.fingerprint(work / "train.xyz", work / "val.xyz"),
+              "training": f"batch {BATCH} structures (ours: {round(BATCH * mean_atoms)} atoms), lr {LR}, "
+                          f"loss 1:{FORCES_WEIGHT:g}, EMA {EMA}, clip 10, float32, best validation kept",
+              "peer": "mace_run_train --model MACE (mace-torch), scored by mace_eval_configs",
+              "ours": "foundation train model=mace; ANI and PaiNN under 'also', trained the same way"}
+    record_path = work / "pretrained.json"
+    if record_path.exists() and json.loads(record_path.read_text())["inputs"] == inputs:
+        print(f"peers_mace: reusing the DFT trainings in {work} (same inputs)", flush=True)
+        return data, json.loads(record_path.read_text())
+    for old in (work / "runs", work / "mace_torch"):
+        shutil.rmtree(old, ignore_errors=True)
+    command = {m: [sys.executable, "-m", "foundation", "train", *o, f"trainer.max_steps={steps}",
+                   f"trainer.val_every={max(1, steps // EPOCHS)}", f"trainer.ckpt_every={steps}"]
+               for m, o in ours.items()}
+    times = train_side_by_side({"mace_torch": mace_torch_command(work), "mace": command["mace"]}, work, True)
+    times |= train_side_by_side({m: command[m] for m in ("ani", "painn")}, work, False)  # beside: not fatal
+    record = {"inputs": inputs, "times": times,
+              "models": {"mace_torch": str(work / "mace_torch" / "mace_torch.model"),
+                         **{m: str(work / "runs" / m / "model.safetensors") for m in ours}}}
+    write_text_atomic(record_path, json.dumps(record, indent=1))
+    return data, record
 
 
 def run() -> list[dict]:
@@ -193,36 +240,21 @@ def run() -> list[dict]:
     if not (BIN / "mace_run_train").exists():
         print("peers_mace: skipped, mace-torch is not installed (pip install 'foundation-mlip[mace]')")
         return []
-    with tempfile.TemporaryDirectory(prefix="peers-mace-") as tmp:
-        work = Path(tmp)
-        data = prepare(work)
-        n_train = len(data["train"])
-        mean_atoms = sum(s.n_atoms for s in data["train"]) / n_train
-        ours = {m: our_overrides(m, work, mean_atoms) for m in ("mace", "ani", "painn")}
-        steps = steps_for(ours["mace"], EPOCHS * n_train)  # the same data and batches for every model
-        command = {m: [sys.executable, "-m", "foundation", "train", *o, f"trainer.max_steps={steps}",
-                       f"trainer.val_every={max(1, steps // EPOCHS)}", f"trainer.ckpt_every={steps}"]
-                   for m, o in ours.items()}
-        times = train_side_by_side({"mace_torch": mace_torch_command(work), "mace": command["mace"]}, work, True)
-        times |= train_side_by_side({m: command[m] for m in ("ani", "painn")}, work, False)  # beside: not fatal
-        results = {"mace_torch": score(*mace_torch_predictions(work), data["test"])}
-        for name, timing in times.items():
+    with common.work_dir("peers_mace") as work:
+        data, record = pretrain(work)
+        results = {"mace_torch": score(*mace_torch_predictions(work / "test.xyz", record["models"]["mace_torch"]),
+                                       data["test"])}
+        n_seen = EPOCHS * record["inputs"]["train_structures"]
+        for name, timing in record["times"].items():
             if isinstance(timing, str):
                 results[name] = {"failed": timing}
                 continue
             if name != "mace_torch":
-                results[name] = score(*ours_predictions(work / "runs" / name / "model.safetensors", data["test"]),
-                                      data["test"])
+                results[name] = score(*ours_predictions(record["models"][name], data["test"]), data["test"])
             cpu, wall = timing
-            results[name] |= {"structures_per_s": EPOCHS * n_train / cpu, "wall_structures_per_s": EPOCHS * n_train / wall,
+            results[name] |= {"structures_per_s": n_seen / cpu, "wall_structures_per_s": n_seen / wall,
                               "cpu_s": round(cpu, 1), "wall_s": round(wall, 1)}
-    inputs = {"epochs": EPOCHS, "train_structures": n_train, "val_structures": len(data["val"]),
-              "mean_atoms": round(mean_atoms, 2), "our_steps": steps, "mace_size": SIZE,
-              "training": f"batch {BATCH} structures (ours: {round(BATCH * mean_atoms)} atoms), lr {LR}, "
-                          f"loss 1:{FORCES_WEIGHT:g}, EMA {EMA}, clip 10, float32, best validation kept",
-              "peer": "mace_run_train --model MACE (mace-torch), scored by mace_eval_configs",
-              "ours": "foundation train model=mace; ANI and PaiNN under 'also', trained the same way"}
-    return figures(results, inputs)
+    return figures(results, record["inputs"])
 
 
 def figures(results: dict, inputs: dict) -> list[dict]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,9 +42,10 @@ NOT_BENCHMARKS = {"__init__", "common", "run_all"}
 HELPERS = {"scale_rank": "one rank of scale_rehearsal", "scale_data": "the shard writer of scale_rehearsal",
            "two_nodes_rank": "one rank of two_nodes", "scaling_rank": "one rank of scaling"}
 LONG = {"active_learning": "~13 minutes on 2 cores", "scale_rehearsal": "~20 minutes on 2 cores",
-        "peers_mace": "~40 minutes on 2 cores (estimated; `make bench-peers`)"}
+        "peers_mace": "~50 minutes on 2 cores (`make bench-peers`)",
+        "peers_mace_transfer": "~30 minutes on 2 cores after peers_mace (`make bench-peers`)"}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
-TIMEOUT_S = 600
+TIMEOUT_S, LONG_TIMEOUT_S = 600, 3 * 3600  # a stuck script is stopped; the long ones need hours at most
 
 
 def scripts(include_long: bool = True) -> list[str]:
@@ -63,16 +65,29 @@ def run(name: str, quick_results: Path | None = None) -> tuple[int, float]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TORCHANI_NO_WARN_EXTENSIONS": "1",
            **MALLOC_ENV}
     if quick_results is not None:
-        env.update(FOUNDATION_BENCH_QUICK="1", FOUNDATION_BENCH_RESULTS=str(quick_results))
+        env.update(FOUNDATION_BENCH_QUICK="1", FOUNDATION_BENCH_RESULTS=str(quick_results),
+                   FOUNDATION_BENCH_WORK=str(quick_results / "work"))  # what one trains, a later one starts from
+    limit = LONG_TIMEOUT_S if name in LONG and quick_results is None else TIMEOUT_S
     start = time.perf_counter()
     print(f"== benchmarks.{name}", flush=True)
-    try:
-        code = subprocess.run([sys.executable, "-m", f"benchmarks.{name}"], cwd=HERE.parent, env=env,
-                              timeout=TIMEOUT_S).returncode
-    except subprocess.TimeoutExpired:
-        print(f"benchmarks.{name}: stopped after {TIMEOUT_S} s", flush=True)
-        code = 124
+    code = run_group([sys.executable, "-m", f"benchmarks.{name}"], env, limit)
+    if code == 124:
+        print(f"benchmarks.{name}: stopped after {limit} s", flush=True)
     return code, time.perf_counter() - start
+
+
+def run_group(command: list[str], env: dict, limit: float) -> int:
+    """Run `command` in its own process group; its exit code, or 124 when it ran past `limit`
+    seconds, the group killed: a script stopped for time takes the trainings it started with it."""
+    child = subprocess.Popen(command, cwd=HERE.parent, env=env, start_new_session=True)
+    try:
+        return child.wait(timeout=limit)
+    except BaseException as stop:  # the time limit, or Ctrl-C (which the child's group does not get)
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if not isinstance(stop, subprocess.TimeoutExpired):
+            raise
+        return 124
 
 
 def load_figures(results: Path = RESULTS) -> list[dict]:

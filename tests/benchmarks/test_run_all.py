@@ -2,14 +2,17 @@
 that ours and TorchANI compute the same thing before anything is timed (real TorchANI, no timing
 asserted)."""
 
-import importlib.util
 import json
+import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from benchmarks import common, run_all
+from foundation.models.mace_torch import installed
 
 
 def test_scripts_are_the_benchmarks_and_long_ones_are_opt_in():
@@ -78,8 +81,24 @@ def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
     written = {p.stem for p in tmp_path.glob("*.json")}
     assert {"train_step_vs_torchani", "inference_vs_torchani", "md_vs_torchani", "streaming_vs_hdf5",
             "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m"} <= written
-    if importlib.util.find_spec("mace") is not None:  # the optional extra: peers_mace skips without it
+    if installed():  # the optional extra: peers_mace and peers_mace_transfer skip without it
         assert {"mace_rel_energy_rmse_vs_mace_torch", "mace_forces_mae_vs_mace_torch",
-                "mace_train_throughput_vs_mace_torch"} <= written
+                "mace_train_throughput_vs_mace_torch", "mace_transfer_rel_energy_rmse_vs_mace_torch"} <= written
     assert "| train_step_vs_torchani |" in (tmp_path / "TABLE.md").read_text()
     assert {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()} == before
+
+
+def test_a_script_past_its_time_limit_is_stopped_with_the_processes_it_started(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    script = ("import subprocess, sys, time; "
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+              f"open({str(pid_file)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    assert run_all.run_group([sys.executable, "-c", script], dict(os.environ), limit=3) == 124
+    grandchild = Path("/proc") / pid_file.read_text() / "status"
+    for _ in range(50):  # killed: gone, or a zombie until something reaps it
+        if not grandchild.exists() or "State:\tZ" in grandchild.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the script's child outlived the time limit")
+    assert run_all.run_group([sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), limit=30) == 3

@@ -15,7 +15,6 @@ set the pretraining's `trainer.max_steps`.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,9 @@ MACE_HINT = "pip install 'foundation-mlip[mace]'"
 
 def default_models() -> list[str]:
     """ANI and PaiNN, and MACE when its optional extra is installed."""
-    found = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
-    return ["ani", "painn", "mace"] if found else ["ani", "painn"]
+    from foundation.models.mace_torch import installed
+
+    return ["ani", "painn", "mace"] if installed() else ["ani", "painn"]
 
 
 def run(models: list[str], out: Path, steps: int, budget: dict[str, int] | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import warnings
@@ -12,6 +13,11 @@ import torch
 from foundation.errors import UserError
 
 INSTALL_HINT = "pip install 'foundation-mlip[mace]'"
+
+
+def installed() -> bool:
+    """Whether the optional extra (mace-torch and e3nn) is installed, without importing it."""
+    return importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
 
 
 @contextlib.contextmanager

@@ -6,7 +6,6 @@ one that checks the error a user without it gets."""
 
 import copy
 import dataclasses
-import importlib.util
 import sys
 
 import numpy as np
@@ -22,8 +21,9 @@ from foundation.errors import UserError
 from foundation.models import build_model
 from foundation.models.mace import MACEConfig
 from foundation.models.testing import PotentialModelTests, evaluate, random_crystal, random_molecule, supercell_2x2x2
+from foundation.models.mace_torch import installed
 
-HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+HAVE_MACE = installed()
 needs_mace = pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'")
 # e3nn copies its compiled layers (deepcopy) through torch.jit.save/load, which torch 2.10+ flags.
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")

@@ -2,7 +2,6 @@
 pipeline (its extxyz reader, `AtomicData` with its neighbour list, its DataLoader) and statistics
 give on the same structures; computed when a run builds the model and kept in the exported file."""
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -13,8 +12,9 @@ from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.models.mace import MACEConfig, mace_modules
 from foundation.models.testing import random_crystal
+from foundation.models.mace_torch import installed
 
-HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+HAVE_MACE = installed()
 pytestmark = [pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'"),
               pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")]
 

@@ -1,15 +1,15 @@
 """`recipes.compare_models` at a tiny size: the same pretrain + finetune recipe for ANI and MACE,
 MACE on a budget of its own, both evaluated on the held-out CC molecules."""
 
-import importlib.util
 import json
 import math
 
 import pytest
 
 from foundation.recipes import compare_models
+from foundation.models.mace_torch import installed
 
-HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+HAVE_MACE = installed()
 
 
 @pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'")

@@ -1,6 +1,5 @@
 """The `delta` recipe: a correction trained on CC − DFT on top of the frozen pretrained model."""
 
-import importlib.util
 
 import numpy as np
 import pytest
@@ -13,9 +12,10 @@ from foundation.loading import load_model
 from foundation.models.delta import DeltaModel
 from foundation.recipes import delta
 from foundation.recipes.common import CC, DFT, embedded_samples
+from foundation.models.mace_torch import installed
 
 # Found, not imported: importing mace directly sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD for the process.
-HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+HAVE_MACE = installed()
 NO_MACE = "mace-torch not installed: pip install 'foundation-mlip[mace]'"
 
 

@@ -83,7 +83,8 @@ def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
             "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m"} <= written
     if installed():  # the optional extra: peers_mace and peers_mace_transfer skip without it
         assert {"mace_rel_energy_rmse_vs_mace_torch", "mace_forces_mae_vs_mace_torch",
-                "mace_train_throughput_vs_mace_torch", "mace_transfer_rel_energy_rmse_vs_mace_torch"} <= written
+                "mace_train_throughput_vs_mace_torch", "mace_transfer_rel_energy_rmse_vs_mace_torch",
+                "mace_neighbours_molecules_vs_mace_torch", "mace_neighbours_periodic_vs_mace_torch"} <= written
     assert "| train_step_vs_torchani |" in (tmp_path / "TABLE.md").read_text()
     assert {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()} == before
 

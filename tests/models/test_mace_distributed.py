@@ -1,8 +1,8 @@
-"""`model=mace` under DDP: a real 2-process `torchrun` (gloo on 127.0.0.1) trains the tiny MACE on
-the embedded shards, each rank streaming its own half, and ends with the weights of one process
-that takes the same global batch (so both ranks applied the same all-reduced gradients)."""
+"""`model=mace` under the engines: a real 2-process `torchrun` (gloo on 127.0.0.1) trains the tiny
+MACE on the embedded shards, each rank streaming its own half, under DDP and under DeepSpeed ZeRO-2
+(optimiser states sharded over the ranks), and ends with the weights of one process that takes the
+same global batch (so both ranks applied the same all-reduced gradients)."""
 
-import importlib.util
 
 import pytest
 import torch
@@ -11,22 +11,30 @@ from foundation.train.compose import load_run_config
 from foundation.train.trainer import Trainer
 
 from tests.train import multiproc
+from foundation.models.mace_torch import installed
 
-HAVE_MACE = importlib.util.find_spec("mace") is not None and importlib.util.find_spec("e3nn") is not None
+HAVE_MACE = installed()
 pytestmark = [pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'"),
               pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")]
 
 STEPS = 3
 
 
-def test_two_ddp_ranks_train_mace_on_the_shards_like_one_process_with_the_same_global_batch(tmp_path):
+ENGINES = {"ddp": ["distributed=ddp"],
+           "deepspeed": ["distributed=deepspeed", "distributed.zero_stage=2"]}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_two_ranks_train_mace_on_the_shards_like_one_process_with_the_same_global_batch(tmp_path, engine):
+    if engine == "deepspeed":
+        pytest.importorskip("deepspeed")
     common = ["model=mace", "experiment=smoke", *multiproc.shard_data(), f"out_dir={tmp_path}",
               f"trainer.max_steps={STEPS}", f"trainer.val_every={STEPS}", f"trainer.ckpt_every={STEPS}",
               "trainer.val_at_start=false", "trainer.lr=1e-2", "trainer.ema_decay=0.9"]
-    done = multiproc.train([*common, "distributed=ddp", "name=ddp"])
+    done = multiproc.train([*common, *ENGINES[engine], f"name={engine}"], timeout=500)
     assert done.stdout.count(f"completed at step {STEPS}") == 1  # rank 0 reports, rank 1 is quiet
-    assert (tmp_path / "ddp" / "model.safetensors").exists()
-    weights, ema = multiproc.final_state(tmp_path / "ddp")
+    assert (tmp_path / engine / "model.safetensors").exists()
+    weights, ema = multiproc.final_state(tmp_path / engine)
     ref_weights, ref_ema = multiproc.reference([*common, "name=reference"])
     multiproc.assert_close(*_nonempty(weights, ref_weights))
     multiproc.assert_close(*_nonempty(ema, ref_ema))

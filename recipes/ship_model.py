@@ -12,8 +12,10 @@
 
 The file and its registry entry are replaced atomically; `foundation hub info NAME` shows the
 header (recipe, data manifest hash, validation metrics). When a model of that name is already
-installed, both are scored on the embedded test molecules and `choice.json` keeps the two (a
-report of what the new data bought, never an input to any choice: those are made on validation)."""
+installed, both are scored on the embedded validation and test molecules: the new one replaces it
+unless the installed one is better on validation (`--replace` installs it anyway; a remake must
+earn its place as every choice here does), and `choice.json` keeps both scores (the test ones a
+report of what the new data bought, never an input to the choice)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from foundation.hub.cache import file_sha256
 from foundation.recipes.common import DFT, train, write_atomic
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
+SPLIT_NAMES = {"val": "validation molecules (the choice)", "test": "test molecules (report only)"}
 HUB = Path(foundation.hub.__file__).parent  # the source tree in an editable install
 ANI_ATTRIBUTION = ("from ANI-1x (Smith, Isayev, Roitberg et al., AIQM; github.com/aiqm/ani-model-zoo; MIT licence, "
                    "copyright (c) 2020 AIQM), transferred by Foundation")
@@ -37,7 +40,7 @@ ENTRIES = {
     "ani-1x-ccsdt": {
         "description": (
             "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC set "
-            "(798 CCSD(T) energies of 102 small closed-shell H/C/N/O molecules, up to 6 heavy atoms, covering"
+            "(823 CCSD(T) energies of 102 small closed-shell H/C/N/O molecules, up to 6 heavy atoms, covering"
             " 23 functional-group families); a wB97X head beside the CC head. For conformer and reaction "
             "energies of small organics near CC quality; not for charged, open-shell or other-element "
             "systems, nor absolute energies of unseen molecule types"
@@ -107,8 +110,8 @@ def keep_start_head(path: Path, start: str, out: Path, head: str = DFT) -> Path:
 
 
 def against_installed(path: Path, name: str, hub: Path, out: Path) -> dict:
-    """{"new": metrics, "replaced": metrics or absent} on the embedded CC test molecules (the
-    replaced file is kept as out/replaced.safetensors)."""
+    """{split: {"new": metrics, "replaced": metrics or absent}} on the embedded CC validation and
+    test molecules (the replaced file is kept as out/replaced.safetensors)."""
     from foundation.recipes.common import CC, embedded_samples, evaluate_models
 
     models = {"new": path}
@@ -117,12 +120,22 @@ def against_installed(path: Path, name: str, hub: Path, out: Path) -> dict:
         with replacing(out / "replaced.safetensors") as tmp:
             shutil.copyfile(installed, tmp)
         models["replaced"] = out / "replaced.safetensors"
-    scores = evaluate_models(models, embedded_samples("test", CC), CC)
     keep = ("relative_energy_rmse_kcal_mol", "energy_rmse_kcal_mol", "forces_vs_dft_mae_ev_per_a", "n_structures")
-    result = {label: {k: m[k] for k in keep if k in m} for label, m in scores.items()}
-    print("test molecules (report only): " + ", ".join(
-        f"{label} rel. E RMSE {m['relative_energy_rmse_kcal_mol']:.3f} kcal/mol" for label, m in result.items()))
+    result = {}
+    for split in ("val", "test"):
+        scores = evaluate_models(models, embedded_samples(split, CC), CC)
+        result[split] = {label: {k: m[k] for k in keep if k in m} for label, m in scores.items()}
+        print(f"{SPLIT_NAMES[split]}: " + ", ".join(
+            f"{label} rel. E RMSE {m['relative_energy_rmse_kcal_mol']:.3f} kcal/mol" for label, m in result[split].items()))
     return result
+
+
+def keeps_installed(compared: dict) -> bool:
+    """Whether the installed model stays: it is better on the validation molecules than the new
+    one (ties go to the new model, made from the newer data)."""
+    val = compared["val"]
+    return "replaced" in val and (val["replaced"]["relative_energy_rmse_kcal_mol"]
+                                  < val["new"]["relative_energy_rmse_kcal_mol"])
 
 
 def make_ani_cc_mini(base: list[str]) -> tuple[Path, dict]:
@@ -138,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=8, help="ensemble members of ani-1x-ccsdt (ANI-1x has 8)")
     parser.add_argument("--out", type=Path, default=Path("runs/ship"))
     parser.add_argument("--hub", type=Path, default=HUB, help="the package's hub folder to install into")
+    parser.add_argument("--replace", action="store_true",
+                        help="install the new model even when the installed one is better on validation")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training")
     add_fresh_argument(parser)
     args = parser.parse_args(argv)
@@ -150,10 +165,17 @@ def main(argv: list[str] | None = None) -> int:
         path, choice = make_ani_1x_ccsdt(args.members, base)
     else:
         path, choice = make_ani_cc_mini(base)
-    choice["test_molecules"] = against_installed(path, args.name, args.hub, args.out / args.name)
-    entry = install(path, args.name, args.hub)
+    choice["compared"] = against_installed(path, args.name, args.hub, args.out / args.name)
+    kept = keeps_installed(choice["compared"]) and not args.replace
+    if kept:
+        path = args.out / args.name / "replaced.safetensors"
+        summary = (f"kept the installed {args.name}: better on the validation molecules than the new one "
+                   "(--replace installs the new one anyway)")
+    else:
+        entry = install(path, args.name, args.hub)
+        summary = f"installed {args.name}: {entry['size']} bytes, sha256 {entry['sha256']}"
+    choice["installed"] = "replaced" if kept else "new"
     write_atomic(args.out / args.name / "choice.json", json.dumps(choice, indent=1) + "\n")
-    summary = f"installed {args.name}: {entry['size']} bytes, sha256 {entry['sha256']}"
     print(summary)
     rerun.finish(summary, model=str(path))
     return 0

@@ -56,10 +56,14 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     monkeypatch.setattr(transfer, "CANDIDATES", ("finetune", "delta"))
     path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble))
     assert choice["recipe"] == min(choice["validation_member0"], key=choice["validation_member0"].get)
-    assert list(ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)) == ["new"]
+    first = ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)
+    assert [list(first[split]) for split in ("val", "test")] == [["new"], ["new"]]
+    assert not ship_model.keeps_installed(first)  # nothing installed yet
     entry = ship_model.install(path, "ani-1x-ccsdt", hub)
     scored = ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)  # now it replaces itself
-    assert scored["new"] == scored["replaced"] and scored["new"]["n_structures"] > 0
+    for split in ("val", "test"):
+        assert scored[split]["new"] == scored[split]["replaced"] and scored[split]["new"]["n_structures"] > 0
+    assert not ship_model.keeps_installed(scored)  # a tie goes to the new model
     registry = json.loads((hub / "registry.json").read_text())["models"]["ani-1x-ccsdt"]
     assert registry["sha256"] == entry["sha256"] and registry["default_head"] == CC and "MIT" in registry["license"]
     model = load_model(hub / "weights" / "ani-1x-ccsdt.safetensors")
@@ -71,6 +75,16 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     start = load_model(pretrained_ensemble)
     batch = collate(embedded_samples("test", CC)[:4]).to("cpu", model.dtype)
     assert torch.equal(model(batch, DFT)["energy"], start(batch, DFT)["energy"])
+
+
+def test_a_remade_model_replaces_the_installed_one_only_if_it_is_not_worse_on_validation():
+    def compared(new, replaced):
+        return {"val": {"new": {"relative_energy_rmse_kcal_mol": new}, "replaced": {"relative_energy_rmse_kcal_mol": replaced}},
+                "test": {"new": {"relative_energy_rmse_kcal_mol": 0.1}, "replaced": {"relative_energy_rmse_kcal_mol": 9.0}}}
+
+    assert ship_model.keeps_installed(compared(1.83, 1.80))  # validation decides; test (report only) does not
+    assert not ship_model.keeps_installed(compared(1.80, 1.83))
+    assert not ship_model.keeps_installed(compared(1.80, 1.80))
 
 
 def test_keep_start_head_routes_the_dft_head_to_the_start_members(pretrained_ensemble, tmp_path):

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+from foundation.models.mace_torch import installed
+
 DEMO = [sys.executable, "-m", "foundation.recipes.demo", "--fast", "--no-learning-curve", "--members", "1"]
 
 
@@ -20,6 +22,8 @@ def test_the_demo_runs_twice_in_one_folder(tmp_path):
     first = _demo(tmp_path)
     report = tmp_path / "runs" / "demo" / "report" / "report.md"
     assert report.is_file() and "== 1/5" in first
+    if installed():  # MACE on its small budget, the budget in its rows' labels
+        assert "| MACE (600 pretraining steps) → CC finetune |" in first
     written = report.stat().st_mtime_ns
     second = _demo(tmp_path)
     assert "runs/demo: finished on" in second.splitlines()[0] and "== 1/5" not in second

@@ -3,7 +3,7 @@ the Markdown table of benchmarks/results/*.json (the README shows it) and write 
 benchmarks/results/TABLE.md.
 
     python -m benchmarks.run_all                 # every script but the long ones, then the table
-    python -m benchmarks.run_all --all           # the long ones too (~75 minutes more)
+    python -m benchmarks.run_all --all           # the long ones too (about 2 h more)
     python -m benchmarks.run_all --only md       # some scripts, then the table
     python -m benchmarks.run_all --table         # only the table, from the results on disk
     python -m benchmarks.run_all --quick         # every script at a tiny size (~2 min), results in a temp folder
@@ -42,7 +42,7 @@ NOT_BENCHMARKS = {"__init__", "common", "run_all"}
 HELPERS = {"scale_rank": "one rank of scale_rehearsal", "scale_data": "the shard writer of scale_rehearsal",
            "two_nodes_rank": "one rank of two_nodes", "scaling_rank": "one rank of scaling"}
 LONG = {"active_learning": "~13 minutes on 2 cores", "scale_rehearsal": "~20 minutes on 2 cores",
-        "peers_mace": "~50 minutes on 2 cores (`make bench-peers`)",
+        "peers_mace": "~55 minutes on 2 cores (`make bench-peers`)",
         "peers_mace_transfer": "~30 minutes on 2 cores after peers_mace (`make bench-peers`)"}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 TIMEOUT_S, LONG_TIMEOUT_S = 600, 3 * 3600  # a stuck script is stopped; the long ones need hours at most

@@ -1,7 +1,7 @@
 """MACE fine-tuned to CCSD(T) by mace-torch's own `--foundation_model` path and by our recipes,
 from the DFT models of `benchmarks.peers_mace` (`python -m benchmarks.peers_mace_transfer`, `make
 bench-peers`, which runs it after peers_mace and reuses that run's models; alone, it trains them
-first). Not part of `make bench`: about 30 minutes on 2 cores after peers_mace.
+first). Not part of `make bench`: 65 minutes on 2 shared cores after peers_mace.
 
 Each start is the DFT-only model of peers_mace (mace-torch's, and our MACE, ANI and PaiNN, all
 trained on the same ωB97X structures). Each is fine-tuned on the embedded CC training molecules'

@@ -43,7 +43,7 @@ HELPERS = {"scale_rank": "one rank of scale_rehearsal", "scale_data": "the shard
            "two_nodes_rank": "one rank of two_nodes", "scaling_rank": "one rank of scaling"}
 LONG = {"active_learning": "~13 minutes on 2 cores", "scale_rehearsal": "~20 minutes on 2 cores",
         "peers_mace": "~55 minutes on 2 cores (`make bench-peers`)",
-        "peers_mace_transfer": "~30 minutes on 2 cores after peers_mace (`make bench-peers`)"}
+        "peers_mace_transfer": "~65 minutes on 2 cores after peers_mace (`make bench-peers`)"}
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
 TIMEOUT_S, LONG_TIMEOUT_S = 600, 3 * 3600  # a stuck script is stopped; the long ones need hours at most
 

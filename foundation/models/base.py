@@ -68,8 +68,9 @@ class PotentialModel(nn.Module):
 
     reference_energies: Tensor  # (heads, elements) float64 eV
     # What transfer to a new fidelity keeps fixed by default (`trainer.freeze=[auto]`): parameter
-    # patterns as for `trainer.freeze`, e.g. the lower layers, as ANI-1ccx kept ANI-1x's.
-    transfer_freeze: tuple[str, ...] = ()
+    # patterns as for `trainer.freeze`, e.g. the lower layers, as ANI-1ccx kept ANI-1x's; () when
+    # freezing nothing measured best; None when no default was chosen (`auto` is then an error).
+    transfer_freeze: tuple[str, ...] | None = None
 
     def __init__(self, config: ModelConfig, cutoff: float):
         super().__init__()

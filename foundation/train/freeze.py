@@ -3,7 +3,7 @@ keeps the others). A pattern is an fnmatch glob on the parameter name (`*.layers
 regular expression when it starts with `re:` (`re:.*\\.(0|2)\\.weight$`). A pattern that matches
 nothing is an error: a silent typo would train what was meant to stay fixed. `auto` stands for the
 model's own transfer default (`PotentialModel.transfer_freeze`: ANI's second layers, PaiNN's first
-interaction, MACE's embedding and first layer), so one recipe fine-tunes any architecture."""
+interaction; for MACE nothing, which measured best), so one recipe fine-tunes any architecture."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def resolve(model: nn.Module, patterns: list[str]) -> list[str]:
         if pattern != AUTO:
             resolved.append(pattern)
             continue
-        default = list(getattr(model, "transfer_freeze", ()))
-        if not default:
+        default = getattr(model, "transfer_freeze", None)
+        if default is None:
             name = getattr(getattr(model, "config", None), "name", type(model).__name__)
             raise UserError(f"trainer.freeze=[{AUTO}]: model {name!r} has no default of what to freeze; "
                             "name the parameters (trainer.freeze='[pattern, ...]') or freeze none ([])")
-        resolved += default
+        resolved += list(default)
     return list(dict.fromkeys(resolved))
 
 

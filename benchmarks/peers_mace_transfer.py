@@ -42,8 +42,10 @@ PATIENCE = 10  # validations (epochs) without improvement before a fine-tune sto
 OUR_LR = 5e-4  # our recipes' rate, also given to mace-torch's plain fine-tuning
 QUICK_JOBS = ("mace_torch multihead", "mace_torch finetune", "mace finetune, freeze first layer", "mace multihead",
               "ani finetune")
-MACE_FREEZE = {"none": [], "first layer": ["auto"],
+# Spelled out, not `auto`: MACE's default is what this benchmark chooses (now: nothing frozen).
+MACE_FREEZE = {"none": [], "first layer": ["mace.node_embedding.*", "mace.interactions.0.*", "mace.products.0.*"],
                "all but readouts": ["mace.node_embedding.*", "mace.interactions.*", "mace.products.*"]}
+MACE_TORCH_RUNS = {"mace_torch multihead": "mh", "mace_torch finetune": "ft"}  # label: its --name
 
 
 def cc_files(work: Path) -> dict[str, list]:
@@ -72,16 +74,17 @@ def mace_torch_commands(work: Path, start: str, n_cc: int) -> dict[str, list[str
                    str(PATIENCE), "--eval_interval", "1", "--default_dtype", "float32", "--device", "cpu",
                    "--seed", "0", "--plot", "False", "--energy_weight", "1.0", "--forces_weight", "100.0",
                    "--clip_grad", "10.0", "--E0s", "estimated"]
-    return {"mace_torch multihead": [*common_args, "--name", "mh", "--work_dir", str(work / "mace_torch_mh"),
-                                     "--multiheads_finetuning", "True", "--pt_train_file", str(work.parent / "train.xyz"),
-                                     "--pt_valid_file", str(work.parent / "val.xyz"), "--num_samples_pt", str(n_cc)],
-            "mace_torch finetune": [*common_args, "--name", "ft", "--work_dir", str(work / "mace_torch_ft"),
-                                    "--multiheads_finetuning", "False", "--lr", str(OUR_LR),
-                                    "--ema", "--ema_decay", str(EMA)]}
+    own = {"mace_torch multihead": ["--multiheads_finetuning", "True", "--pt_train_file", str(work.parent / "train.xyz"),
+                                    "--pt_valid_file", str(work.parent / "val.xyz"), "--num_samples_pt", str(n_cc)],
+           "mace_torch finetune": ["--multiheads_finetuning", "False", "--lr", str(OUR_LR), "--ema", "--ema_decay",
+                                   str(EMA)]}
+    return {label: [*common_args, "--name", MACE_TORCH_RUNS[label], "--work_dir", str(mace_torch_model(work, label).parent),
+                    *args] for label, args in own.items()}
 
 
-def mace_torch_model(work: Path, name: str) -> Path:
-    return work / {"mace_torch multihead": "mace_torch_mh/mh.model", "mace_torch finetune": "mace_torch_ft/ft.model"}[name]
+def mace_torch_model(work: Path, label: str) -> Path:
+    name = MACE_TORCH_RUNS[label]
+    return work / f"mace_torch_{name}" / f"{name}.model"
 
 
 def our_commands(work: Path, starts: dict[str, str], mean_atoms: float, n_cc: int) -> dict[str, list[str]]:
@@ -93,7 +96,7 @@ def our_commands(work: Path, starts: dict[str, str], mean_atoms: float, n_cc: in
         variants[f"{model} multihead"] = ("multihead", [])
         for label, (recipe, freeze) in variants.items():
             base = [f"recipe={recipe}", f"trainer.init_from={start}", f"out_dir={work / 'runs'}",
-                    f"name={label.replace(' ', '_').replace(',', '')}", f"trainer.freeze=[{','.join(freeze)}]",
+                    f"name={run_name(label)}", f"trainer.freeze=[{','.join(freeze)}]",
                     f"data.max_atoms_per_batch={round(BATCH * mean_atoms)}", "logger.progress_bar=false",
                     f"trainer.early_stopping_patience={PATIENCE}"]
             structures = FT_EPOCHS * n_cc * (2 if recipe == "multihead" else 1)  # multihead: half the draws are DFT
@@ -104,8 +107,13 @@ def our_commands(work: Path, starts: dict[str, str], mean_atoms: float, n_cc: in
     return jobs
 
 
+def run_name(label: str) -> str:
+    """Our run's folder name for a candidate's label."""
+    return label.replace(" ", "_").replace(",", "")
+
+
 def our_model(work: Path, label: str) -> Path:
-    return work / "runs" / label.replace(" ", "_").replace(",", "") / "model.safetensors"
+    return work / "runs" / run_name(label) / "model.safetensors"
 
 
 def predictions(work: Path, label: str, split: str, samples) -> tuple[np.ndarray, list[np.ndarray]]:

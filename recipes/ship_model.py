@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rerun = Rerun(args.out / args.name, argv, args.fresh, writes=[args.hub])
     if rerun.done:  # made from the same inputs: install that file again (the hub may have changed since)
-        install(Path(rerun.record["model"]), args.name, args.hub)
+        if rerun.record.get("model"):  # none when the installed model was kept
+            install(Path(rerun.record["model"]), args.name, args.hub)
         return 0
     base = [f"out_dir={args.out / args.name}", "logger.progress_bar=false", *args.overrides]
     if args.name == "ani-1x-ccsdt":
@@ -167,8 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         path, choice = make_ani_cc_mini(base)
     choice["compared"] = against_installed(path, args.name, args.hub, args.out / args.name)
     kept = keeps_installed(choice["compared"]) and not args.replace
-    if kept:
-        path = args.out / args.name / "replaced.safetensors"
+    if kept:  # the hub is left as it was (installing the old file again would give it today's entry)
         summary = (f"kept the installed {args.name}: better on the validation molecules than the new one "
                    "(--replace installs the new one anyway)")
     else:
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     choice["installed"] = "replaced" if kept else "new"
     write_atomic(args.out / args.name / "choice.json", json.dumps(choice, indent=1) + "\n")
     print(summary)
-    rerun.finish(summary, model=str(path))
+    rerun.finish(summary, model=None if kept else str(path))
     return 0
 
 

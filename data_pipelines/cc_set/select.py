@@ -16,7 +16,6 @@ CCSD(T)/cc-pVDZ and ωB97X/6-31G* (energy and forces).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -102,11 +101,12 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
 
 def _sha256(name: str) -> str:
     """The committee file's sha256 (a registry name's from its entry, verified when it was fetched)."""
+    from foundation.hub.cache import file_sha256
     from foundation.hub.registry import get_entry, is_registered
 
     if is_registered(name):
         return get_entry(name).sha256
-    return hashlib.sha256(Path(name).read_bytes()).hexdigest()
+    return file_sha256(Path(name))
 
 
 @entry_point

@@ -45,6 +45,15 @@ def embed(smiles: str, n_minima: int, seed: int):
     return mol, ids[:n_minima]
 
 
+def mmff_gradient(ff, x: np.ndarray) -> np.ndarray:
+    """MMFF gradient (kcal/(mol Å), flat) at positions `x`. RDKit's `CalcGrad(pos)` alone returns
+    the gradient of terms cached by the *previous* energy evaluation (checked against a fresh force
+    field: off by up to 200 kcal/(mol Å) from the second call on), so the energy is evaluated first."""
+    pos = np.asarray(x, dtype=float).reshape(-1).tolist()
+    ff.CalcEnergy(pos)
+    return np.array(ff.CalcGrad(pos))
+
+
 def mmff_hessian(mol, conf_id: int, step: float = 1e-3) -> np.ndarray:
     """(3n, 3n) MMFF Hessian in kcal/(mol Å²) by central differences of analytic gradients."""
     from rdkit.Chem import AllChem
@@ -57,7 +66,7 @@ def mmff_hessian(mol, conf_id: int, step: float = 1e-3) -> np.ndarray:
         xp, xm = x0.copy(), x0.copy()
         xp[k] += step
         xm[k] -= step
-        hess[k] = (np.array(ff.CalcGrad(xp.tolist())) - np.array(ff.CalcGrad(xm.tolist()))) / (2 * step)
+        hess[k] = (mmff_gradient(ff, xp) - mmff_gradient(ff, xm)) / (2 * step)
     return 0.5 * (hess + hess.T)
 
 
@@ -116,3 +125,57 @@ def sample_conformers(smiles: str, n: int, seed: int = 0, n_minima: int = 4,
         if acceptable(numbers, x, ref_bonds):
             out.append(Conformer(numbers, x, how))
     return out[:n]
+
+
+# MMFF works in kcal/mol, Å and amu; MD here in Å and fs.
+ACCEL = 4.184e-4  # (kcal/mol/Å)/amu in Å/fs²
+VELOCITY = 2.0455e-2  # sqrt((kcal/mol)/amu) in Å/fs
+
+
+def langevin_md(mol, conf_id: int, temperature: float, rng: np.random.Generator, steps: int,
+                dt: float = 0.5, friction: float = 0.02) -> np.ndarray:
+    """Positions (Å) after `steps` of Langevin dynamics (BAOAB, `dt` fs, `friction` 1/fs) on the
+    MMFF surface at `temperature` K, from minimum `conf_id` with Maxwell-Boltzmann velocities.
+    Thermal samples that normal-mode sampling cannot give a flexible molecule: a torsion followed
+    along a straight line stretches bonds, so its samples of 5+ heavy atoms fail the bond check."""
+    from rdkit.Chem import AllChem
+
+    ff = AllChem.MMFFGetMoleculeForceField(mol, AllChem.MMFFGetMoleculeProperties(mol), confId=conf_id)
+    masses = np.array([a.GetMass() for a in mol.GetAtoms()])[:, None]
+    sigma = np.sqrt(KB_KCAL * temperature / masses) * VELOCITY
+    x = np.array(mol.GetConformer(conf_id).GetPositions(), dtype=float)
+    v = rng.normal(size=x.shape) * sigma
+    decay = np.exp(-friction * dt)
+
+    def accel(pos):
+        return -mmff_gradient(ff, pos).reshape(-1, 3) / masses * ACCEL
+
+    a = accel(x)
+    for _ in range(steps):
+        v += 0.5 * dt * a
+        x += 0.5 * dt * v
+        v = decay * v + np.sqrt(1 - decay**2) * sigma * rng.normal(size=x.shape)
+        x += 0.5 * dt * v
+        a = accel(x)
+        v += 0.5 * dt * a
+    return x
+
+
+def md_conformers(smiles: str, n: int, seed: int = 0, temperatures: tuple[float, float] = (300.0, 600.0),
+                  steps: int = 2000, n_minima: int = 4) -> list[Conformer]:
+    """`n` thermal conformers of `smiles`: each the end of an independent MMFF Langevin run (1 ps by
+    default) at a temperature drawn uniformly from `temperatures` (K), from a random force-field
+    minimum; runs that break or form a bond are dropped."""
+    mol, conf_ids = embed(smiles, n_minima, seed)
+    rng = np.random.default_rng(seed)
+    numbers = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])
+    ref_bonds = bonds(numbers, np.array(mol.GetConformer(conf_ids[0]).GetPositions()))
+    out: list[Conformer] = []
+    for _ in range(5 * n):
+        if len(out) == n:
+            return out
+        t = rng.uniform(*temperatures)
+        x = langevin_md(mol, conf_ids[rng.integers(len(conf_ids))], t, rng, steps)
+        if acceptable(numbers, x, ref_bonds):
+            out.append(Conformer(numbers, x, f"mmff_langevin({t:.0f}K,{steps * 0.5:.0f}fs)"))
+    raise UserError(f"SMILES {smiles!r}: could not sample {n} acceptable thermal conformers")

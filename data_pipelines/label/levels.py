@@ -120,6 +120,34 @@ def ccsdt_ccpvdz(numbers, positions, max_cycle: int = 100) -> Label:
     )
 
 
+def mp2_ccpvdz(numbers, positions, max_cycle: int = 100) -> Label:
+    """MP2/cc-pVDZ on an RHF reference with frozen core; energy and analytic forces. The rung
+    between ωB97X and CCSD(T): 20-50x cheaper than CCSD(T) at 5-7 heavy atoms and much closer to it
+    than DFT. Canonical (no density fitting), so it is exactly the method its name says."""
+    from pyscf import mp, scf
+
+    start = time.perf_counter()
+    method = "MP2 (RHF, frozen core)"
+    mol = _molecule(numbers, positions, "cc-pvdz")
+    mf = scf.RHF(mol)
+    mf.conv_tol = 1e-10
+    mf.max_cycle = max_cycle
+    mf.kernel()
+    if not mf.converged:
+        return Label(energy=float("nan"), forces=None, converged=False, method=method, basis="cc-pVDZ",
+                     program=_pyscf_version(), seconds=time.perf_counter() - start, details={"failed": "RHF"})
+    n_core = sum(_core_orbitals(int(z)) for z in numbers)
+    pt = mp.MP2(mf, frozen=n_core if n_core else None)
+    pt.kernel()
+    gradient = pt.nuc_grad_method().kernel()  # Hartree/Bohr
+    return Label(
+        energy=float(pt.e_tot) * HARTREE_TO_EV,
+        forces=(-gradient * HARTREE_TO_EV / BOHR_TO_ANGSTROM).tolist(), converged=True, method=method,
+        basis="cc-pVDZ", program=_pyscf_version(), seconds=time.perf_counter() - start,
+        details={"frozen_orbitals": n_core, "e_hf_ev": float(mf.e_tot) * HARTREE_TO_EV},
+    )
+
+
 def _core_orbitals(z: int) -> int:
     """Doubly occupied core orbitals frozen in correlated methods: 1s for Li-Ne, 1s2s2p for Na-Ar."""
     return 0 if z <= 2 else 1 if z <= 10 else 5 if z <= 18 else 9
@@ -128,6 +156,7 @@ def _core_orbitals(z: int) -> int:
 LEVELS: dict[str, Level] = {
     "wb97x_631gs": Level("wb97x_631gs", "wB97X", "6-31G*", True, wb97x_631gs),
     "ccsdt_ccpvdz": Level("ccsdt_ccpvdz", "CCSD(T)", "cc-pVDZ", False, ccsdt_ccpvdz),
+    "mp2_ccpvdz": Level("mp2_ccpvdz", "MP2", "cc-pVDZ", True, mp2_ccpvdz),
 }
 
 

@@ -10,9 +10,9 @@ import time
 import numpy as np
 import pytest
 
-from foundation.pipelines.label.conformers import bonds, sample_conformers
+from foundation.pipelines.label.conformers import bonds, embed, md_conformers, mmff_gradient, mmff_hessian, sample_conformers
 from foundation.pipelines.label.export import load_samples
-from foundation.pipelines.label.levels import LEVELS, ccsdt_ccpvdz, wb97x_631gs
+from foundation.pipelines.label.levels import LEVELS, ccsdt_ccpvdz, mp2_ccpvdz, wb97x_631gs
 from foundation.pipelines.label.run import run_labelling
 from foundation.pipelines.label.store import LabelStore, read_records
 from foundation.units import HARTREE_TO_EV
@@ -44,6 +44,61 @@ def test_ccsdt_frozen_core_below_hf():
     assert label.converged and label.details["frozen_orbitals"] == 1
     assert label.energy < label.details["e_hf_ev"]  # correlation lowers the energy
     assert label.energy / HARTREE_TO_EV == pytest.approx(-76.24, abs=0.05)
+
+
+def test_mp2_frozen_core_energy_and_forces_match_pyscf_and_finite_differences():
+    from pyscf import gto, mp, scf
+
+    label = mp2_ccpvdz(*WATER)
+    mol = gto.M(atom=[(8, WATER[1][0]), (1, WATER[1][1]), (1, WATER[1][2])], basis="cc-pvdz", verbose=0)
+    direct = mp.MP2(scf.RHF(mol).run(conv_tol=1e-10), frozen=1).run().e_tot
+    assert label.converged and label.details["frozen_orbitals"] == 1 and label.basis == "cc-pVDZ"
+    assert label.energy == pytest.approx(direct * HARTREE_TO_EV, abs=1e-6)
+    numbers, x = WATER
+    h = 1e-3
+    xp, xm = x.copy(), x.copy()
+    xp[1, 1] += h
+    xm[1, 1] -= h
+    fd = -(mp2_ccpvdz(numbers, xp).energy - mp2_ccpvdz(numbers, xm).energy) / (2 * h)
+    assert label.forces[1][1] == pytest.approx(fd, abs=2e-3)
+
+
+def test_mmff_gradient_is_the_gradient_of_the_energy_on_every_call():
+    # RDKit's CalcGrad(pos) alone answers for the previous energy call's positions; mmff_gradient not
+    from rdkit.Chem import AllChem
+
+    mol, ids = embed("CCOCC", 1, seed=1)
+    ff = AllChem.MMFFGetMoleculeForceField(mol, AllChem.MMFFGetMoleculeProperties(mol), confId=ids[0])
+    x0 = np.array(mol.GetConformer(ids[0]).GetPositions()).reshape(-1)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = x0 + rng.normal(scale=0.1, size=x0.shape)
+        g = mmff_gradient(ff, x)
+        k = int(np.argmax(np.abs(g)))
+        e = np.zeros_like(x)
+        e[k] = 1e-5
+        fd = (ff.CalcEnergy((x + e).tolist()) - ff.CalcEnergy((x - e).tolist())) / 2e-5
+        assert g[k] == pytest.approx(fd, rel=1e-5)
+
+
+def test_mmff_hessian_at_a_minimum_has_six_zero_modes_and_no_negative_one():
+    mol, ids = embed("CCOCC", 1, seed=1)
+    hess = mmff_hessian(mol, ids[0])
+    masses = np.repeat([a.GetMass() for a in mol.GetAtoms()], 3)
+    eig = np.linalg.eigvalsh(hess / np.sqrt(np.outer(masses, masses)))
+    assert np.all(np.abs(eig[:6]) < 1e-2) and eig[6] > 0.1
+
+
+def test_thermal_conformers_of_a_flexible_molecule():
+    a = md_conformers("CCOCC", 3, seed=4, steps=400)
+    b = md_conformers("CCOCC", 3, seed=4, steps=400)
+    assert all(np.array_equal(x.positions, y.positions) for x, y in zip(a, b))
+    ref = bonds(a[0].numbers, a[0].positions)
+    assert all(bonds(c.numbers, c.positions) == ref and c.method.startswith("mmff_langevin") for c in a)
+    assert np.std([c.positions for c in a], axis=0).mean() > 0.05
+    # normal-mode samples of the same molecule now pass the bond check too (the wrong Hessian failed them all)
+    modes = sample_conformers("CCOCC", 4, seed=1, temperatures=(300.0, 600.0), displaced_fraction=0.0)
+    assert all(c.method.startswith("normal_mode") for c in modes[1:])
 
 
 def test_unconverged_calculation_is_flagged():
@@ -106,5 +161,6 @@ def test_partial_line_is_dropped_on_open(tmp_path):
 
 
 def test_levels_are_named_fidelities():
-    assert set(LEVELS) >= {"wb97x_631gs", "ccsdt_ccpvdz"}
+    assert set(LEVELS) >= {"wb97x_631gs", "ccsdt_ccpvdz", "mp2_ccpvdz"}
     assert LEVELS["wb97x_631gs"].has_forces and not LEVELS["ccsdt_ccpvdz"].has_forces
+    assert LEVELS["mp2_ccpvdz"].has_forces

@@ -1,0 +1,61 @@
+"""Write `labels/structures.jsonl`: thermal conformers of the frontier molecules, each to be labelled
+at CCSD(T)/cc-pVDZ, ωB97X/6-31G* and MP2/cc-pVDZ.
+
+Conformers are the ends of independent 1 ps MMFF Langevin runs at 300-600 K from the molecule's
+force-field minima (what an MD run at room to elevated temperature visits), written round-robin
+(conformer r of every molecule before conformer r+1 of any), so a labelling run stopped early
+still holds every molecule.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from foundation.atomic import write_text_atomic
+from foundation.cli.errors import entry_point
+from foundation.errors import UserError
+
+from ..label.conformers import md_conformers
+from ..label.plan import _stable_seed
+
+HERE = Path(__file__).parent
+LEVELS = ["ccsdt_ccpvdz", "wb97x_631gs", "mp2_ccpvdz"]
+SEED = 2028
+TEMPERATURES = (300.0, 600.0)
+
+
+def conformers(smiles: str, n: int):
+    return md_conformers(smiles, n, seed=_stable_seed(SEED, smiles), temperatures=TEMPERATURES)
+
+
+def build(n: int, molecules_path: Path, out_dir: Path) -> int:
+    molecules = json.loads(molecules_path.read_text())["molecules"]
+    confs = [conformers(m["smiles"], n) for m in molecules]
+    lines = [json.dumps({"id": f"{m['name']}/{k:04d}", "molecule": m["name"], "numbers": c[k].numbers.tolist(),
+                         "positions": np.round(c[k].positions, 8).tolist(), "sampling": c[k].method,
+                         "split": m["split"], "levels": LEVELS}) + "\n"
+             for k in range(n) for m, c in zip(molecules, confs)]
+    write_text_atomic(out_dir / "structures.jsonl", "".join(lines))
+    return len(lines)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--conformers", type=int, default=4, help="thermal conformers per molecule")
+    parser.add_argument("--molecules", type=Path, default=HERE / "molecules.json")
+    parser.add_argument("--out", type=Path, default=HERE / "labels")
+    args = parser.parse_args(argv)
+    if (args.out / "labels.jsonl").exists():
+        raise UserError(f"{args.out}/labels.jsonl exists: labelling has started on these structures")
+    print(f"{build(args.conformers, args.molecules, args.out)} structures -> {args.out}/structures.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

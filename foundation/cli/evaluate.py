@@ -70,10 +70,12 @@ def run(args) -> int:
         result["skipped_structures"] = len(skipped)
     print(format_table(result, args.model, args.data))
     if args.per_molecule:
-        from foundation.evaluation.per_molecule import format_per_molecule, per_molecule
+        from foundation.evaluation.per_molecule import by_size, format_by_size, format_per_molecule, per_molecule
 
         result["per_molecule"] = per_molecule(result["structures"])
+        result["by_heavy_atoms"] = by_size(result["structures"])
         print(format_per_molecule(result["per_molecule"]))
+        print(format_by_size(result["by_heavy_atoms"]))
     if args.json:
         record = {"model": str(args.model), "data": str(args.data), "energy_key": args.energy_key,
                   "forces_key": args.forces_key, "index": args.index, **result}

@@ -35,7 +35,7 @@ def test_frontier_molecules_are_new_and_5_to_7_heavy_atoms():
     assert not set(smiles) & _training_smiles()  # not trained on, not even held out elsewhere
     assert all(5 <= Chem.MolFromSmiles(s).GetNumHeavyAtoms() <= 7 for s in smiles)
     splits = [m["split"] for m in molecules]
-    assert splits.count("val") >= 8 and splits.count("test") >= 8
+    assert splits.count("frontier_val") >= 8 and splits.count("frontier_test") >= 8
 
 
 def test_structures_file_matches_the_builder(tmp_path):
@@ -45,7 +45,7 @@ def test_structures_file_matches_the_builder(tmp_path):
     committed = (build.HERE / "labels" / "structures.jsonl").read_text().splitlines()
     assert len(ours) == len(committed) == 64
     for a, b in zip(map(json.loads, ours), map(json.loads, committed)):
-        assert a["id"] == b["id"] and a["levels"] == b["levels"] == build.LEVELS
+        assert a["id"] == b["id"] and a["split"] == b["split"] and a["levels"] == b["levels"] == build.LEVELS
         assert np.allclose(a["positions"], b["positions"], atol=1e-6)
         numbers = np.array(a["numbers"])
         assert len(bonds(numbers, np.array(a["positions"]))) > 0

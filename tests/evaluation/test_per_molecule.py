@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from foundation.evaluation.per_molecule import format_per_molecule, per_molecule
+from foundation.evaluation.per_molecule import by_size, format_by_size, format_per_molecule, heavy_atoms, per_molecule
 
 
 def rows(molecule, ref, pred, formula="CH4"):
@@ -26,6 +26,20 @@ def test_each_molecule_gets_its_own_relative_error_and_the_worst_comes_first():
     assert text.splitlines()[2].split()[0] == "bad" and "–" in text.splitlines()[-1]
 
 
+def test_heavy_atoms_and_the_breakdown_by_size():
+    assert heavy_atoms("C4H10O") == 5 and heavy_atoms("H2") == 0 and heavy_atoms("CH4") == 1
+    small = rows("methane", [0.0, 0.1], [0.0, 0.2], formula="CH4")  # relative error 0.05 eV
+    large_a = rows("ether", [0.0, 0.1], [0.0, 0.1], formula="C4H10O")  # none
+    large_b = rows("butanol", [0.0, 0.1], [0.0, 0.3], formula="C4H10O")  # 0.1 eV
+    table = by_size(small + large_a + large_b)
+    assert [r["heavy_atoms"] for r in table] == [1, 5]
+    assert table[1]["n_molecules"] == 2 and table[1]["n_structures"] == 4
+    # pooled over the molecules of one size, each molecule's own mean removed
+    assert table[1]["relative_energy_rmse_kcal_mol"] == pytest.approx(np.sqrt((0 + 0.1**2) / 2) * 23.0605, rel=1e-3)
+    assert per_molecule(large_b)[0]["heavy_atoms"] == 5
+    assert format_by_size(table).splitlines()[1].split()[:3] == ["1", "1", "2"]
+
+
 def test_forces_are_scored_per_molecule_when_compared():
     r = rows("w", [0.0, 0.1], [0.0, 0.1])
     for row in r:
@@ -40,10 +54,12 @@ def test_cli_prints_the_per_molecule_table(tmp_path, molecules_xyz, capsys):
     code = main(["evaluate", "--model", "ani-cc-mini", "--data", str(data), "--energy-key", "E_cc",
                  "--head", "ccsdt_ccpvdz", "--per-molecule", "--device", "cpu", "--json", str(tmp_path / "s.json")])
     out = capsys.readouterr().out
-    assert code == 0 and "rel. E RMSE" in out
+    assert code == 0 and "rel. E RMSE" in out and "heavy atoms" in out
     import json
 
     table = json.loads((tmp_path / "s.json").read_text())["per_molecule"]
     assert len(table) == 3 and sum(r["n_structures"] for r in table) == 9
     values = [r["relative_energy_rmse_kcal_mol"] for r in table]
     assert values == sorted(values, reverse=True) and np.all(np.isfinite(values))
+    sizes = json.loads((tmp_path / "s.json").read_text())["by_heavy_atoms"]
+    assert sum(r["n_structures"] for r in sizes) == 9

@@ -30,7 +30,7 @@ os.environ.setdefault("TORCHANI_NO_WARN_EXTENSIONS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from foundation.atomic import write_text_atomic  # noqa: E402
+from foundation.files import write_text_atomic  # noqa: E402
 from foundation.data.sample import Sample  # noqa: E402
 
 # `python -m benchmarks.run_all --quick` sets these for its children: every script at a tiny size

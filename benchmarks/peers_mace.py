@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.cli.errors import entry_point
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"

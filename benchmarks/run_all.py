@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.cli.errors import entry_point
 
 HERE = Path(__file__).parent

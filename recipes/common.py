@@ -14,7 +14,7 @@ from pathlib import Path
 from foundation.data.sample import Sample
 from foundation.train.compose import load_run_config
 from foundation.train.trainer import TrainResult, Trainer
-from foundation.atomic import write_text_atomic as write_atomic
+from foundation.files import write_text_atomic as write_atomic
 
 CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
 

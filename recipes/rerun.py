@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 
 MARKER = "finished.json"  # written last, into the first folder: the run finished
 

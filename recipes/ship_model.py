@@ -25,7 +25,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.cli.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256

@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from foundation.atomic import write_text_atomic as write_atomic
+from foundation.files import write_text_atomic as write_atomic
 from foundation.errors import UserError
 
 RESUMABLE_CHANGES = ("rounds",)  # settings a resumed loop may change (e.g. run more rounds)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.errors import DataError, UserError

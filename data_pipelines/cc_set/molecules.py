@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.cli.errors import entry_point
 
 from ..chemistry.cover import candidate, choose, coverage

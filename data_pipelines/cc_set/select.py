@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.cli.errors import entry_point
 from foundation.data.sample import Sample
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.cli.errors import entry_point
 from foundation.errors import UserError
 

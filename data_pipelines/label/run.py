@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.atomic import write_text_atomic as _write_atomic
+from foundation.files import write_text_atomic as _write_atomic
 from foundation.pipelines.label.levels import get_level
 from foundation.pipelines.label.plan import Structure, expand
 from foundation.pipelines.label.store import LabelStore

@@ -11,7 +11,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 
 
 def read_records(path: str | Path) -> list[dict]:

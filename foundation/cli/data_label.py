@@ -58,7 +58,7 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
 
     import ase.io
 
-    from foundation.atomic import write_text_atomic
+    from foundation.files import write_text_atomic
 
     if (out / "structures.jsonl").exists():
         return

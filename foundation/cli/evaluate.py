@@ -11,7 +11,7 @@ import math
 import os
 import sys
 import warnings
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 
 ROWS = [  # (result key, label, unit, format)
     ("energy_mae_ev_per_atom", "energy MAE", "eV/atom", ".5f"),

@@ -15,7 +15,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.errors import UserError
 
 

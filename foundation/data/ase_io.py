@@ -21,7 +21,7 @@ from ase.calculators.calculator import all_properties
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.formats import string2index
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.data.xyz_counts import check_xyz_counts

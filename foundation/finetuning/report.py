@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.atomic import replacing, write_text_atomic
+from foundation.files import replacing, write_text_atomic
 from foundation.data.elements import symbol
 from foundation.data.memory import AUTO_MIN_MOLECULES
 from foundation.data.molecules import hill_formula

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.errors import CheckpointError, UserError
 
 FORMAT_VERSION = 1

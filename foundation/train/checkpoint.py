@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.errors import CheckpointError
 
 FORMAT = "foundation-train-checkpoint"

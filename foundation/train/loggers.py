@@ -8,7 +8,7 @@ import csv
 import secrets
 from pathlib import Path
 
-from foundation.atomic import replacing
+from foundation.files import replacing
 from foundation.train.config import LoggerConfig
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import math
 from pathlib import Path
 from typing import Any
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 
 
 @dataclasses.dataclass

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 
-from foundation.atomic import write_text_atomic
+from foundation.files import write_text_atomic
 from foundation.data.shards import location
 from foundation.data.shards.writer import ShardInfo
 from foundation.errors import DataError

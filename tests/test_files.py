@@ -1,11 +1,11 @@
-"""foundation.atomic: a result file is the old one or the new one, never half of one."""
+"""foundation.files: a result file is the old one or the new one, never half of one."""
 
 import os
 import stat
 
 import pytest
 
-from foundation.atomic import replacing, write_text_atomic
+from foundation.files import replacing, write_text_atomic
 
 
 def test_a_finished_write_replaces_the_file_with_the_permissions_open_would_give(tmp_path):

@@ -55,13 +55,14 @@ class TrainerConfig:
     allow_worse: bool = False  # early stopping: may keep weights worse than the start's (step 0)
     max_nonfinite_steps: int = 10  # consecutive NaN/inf steps tolerated (each skipped) before stopping
     accumulate: int = 1  # batches per optimiser step and rank: the global batch is world × accumulate × batch
+    l2sp: float = 0.0  # pull toward the start's weights, strength/2 * sum (w - w0)^2 (train/anchor.py); 0: off
 
     def __post_init__(self):
         check_types(self, "trainer")
         _positive(self, "trainer", "max_steps", "lr", "val_every", "ckpt_every", "log_every",
                   "keep_checkpoints", "max_nonfinite_steps", "accumulate")
         _non_negative(self, "trainer", "weight_decay", "warmup_steps", "min_lr", "energy_weight",
-                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge")
+                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp")
         _choice(self, "trainer", "schedule", SCHEDULES)
         _choice(self, "trainer", "device", DEVICES)
         _choice(self, "trainer", "dtype", DTYPES)

@@ -21,6 +21,7 @@ from foundation.train.ema import EMA
 from foundation.train.engines import build_engine
 from foundation.train.freeze import freeze, resolve
 from foundation.train.loggers import Loggers, ProgressBar
+from foundation.train.anchor import Anchor
 from foundation.train.loss import LossConfig, energy_force_loss
 from foundation.train.references import fit_references
 from foundation.train.selection import resolve as resolve_selection
@@ -75,6 +76,7 @@ class Trainer:
         self.freeze_patterns = resolve(model, tc.freeze)  # `auto` spelled out, for reports
         self.frozen = freeze(model, tc.freeze)
         model = model.to(device=self.engine.device, dtype=self.dtype)
+        self.anchor = Anchor(model, tc.l2sp, (resumed or {}).get("anchor")) if tc.l2sp else None
         self.forward_model = self.engine.wrap(model, build.build_optimizer(model, tc))
         self.schedule = build.build_schedule(self.engine.optimizer, tc)
         self.ema = EMA(self.model, tc.ema_decay)
@@ -238,6 +240,10 @@ class Trainer:
         force_heads = self.loss_config.force_heads(batch, self.heads)
         pred = predict(self.forward_model, batch, self.heads, force_heads, create_graph=True)
         loss, parts = energy_force_loss(pred, batch, self.loss_config)
+        if self.anchor is not None:
+            penalty = self.anchor.penalty(self.model)
+            parts["l2sp"] = penalty.detach()
+            loss = loss + penalty
         # Backward even when the loss is NaN: under DDP every rank must join the gradient
         # all-reduce, after which all ranks see the same non-finite norm and skip together.
         self.engine.backward(loss / n if n > 1 else loss)
@@ -325,6 +331,7 @@ class Trainer:
             "shards": 0 if shard is None else self.engine.world_size,
             "trainer": dataclasses.asdict(self.state),
             "best_weights": self.best_weights,
+            "anchor": None if self.anchor is None else self.anchor.state_dict(),
             "model_config": dataclasses.asdict(self.model.config),
             "run_config": plain(self.run),
         }

@@ -28,7 +28,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import RESULTS, machine, sized, versions  # noqa: E402
-from foundation.cli.errors import entry_point  # noqa: E402
+from foundation.errors import entry_point  # noqa: E402
 from foundation.recipes.common import CC, train, write_json  # noqa: E402
 
 STRATEGIES = ("spread", "random")

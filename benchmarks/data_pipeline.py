@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from foundation.cli.errors import entry_point  # noqa: E402
+from foundation.errors import entry_point  # noqa: E402
 from foundation.data.batching import batches_by_atoms  # noqa: E402
 from foundation.data.sample import Sample  # noqa: E402
 from foundation.data.shards.manifest import write_manifest  # noqa: E402

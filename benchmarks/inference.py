@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import common
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 BATCH, N_BATCHES, REPEATS = common.sized((128, 4, 7), (4, 1, 1))
 

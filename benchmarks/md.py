@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 SMILES, TIMESTEP_FS = "CC(C)Cc1ccc(cc1)C(C)C(=O)O", 0.5
 STEPS, REPEATS = common.sized((100, 7), (5, 1))

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks import common
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 CUTOFF = 5.0
 BATCH = 10

@@ -34,7 +34,7 @@ import torch
 
 from benchmarks import common
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
 EPOCHS = common.sized(60, 2)

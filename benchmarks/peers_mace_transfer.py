@@ -35,7 +35,7 @@ import torch
 from benchmarks import common
 from benchmarks.peers_mace import (BIN, CC, DFT, LR, EMA, BATCH, mace_torch_predictions, ours_predictions,
                                    pretrain, score, steps_for, train_side_by_side)
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 FT_EPOCHS = common.sized(25, 2)
 PATIENCE = 10  # validations (epochs) without improvement before a fine-tune stops; both sides

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"

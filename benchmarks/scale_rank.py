@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.shards.manifest import Manifest, load_manifest
 from foundation.data.shards.reader import Reader, seed_from
 from foundation.data.stream import ShardStream

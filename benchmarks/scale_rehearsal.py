@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks.common import RESULTS, machine, sized, versions
 from benchmarks.scale_data import write_scale_shards
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import iter_shard_records
 

@@ -37,7 +37,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 from benchmarks import common  # noqa: E402
-from foundation.cli.errors import entry_point  # noqa: E402
+from foundation.errors import entry_point  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RANK_SCRIPT = Path(__file__).with_name("scaling_rank.py")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from benchmarks import common
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 BATCH, N_BATCHES, REPEATS = common.sized((64, 5, 5), (4, 1, 1))
 LR = 1e-4

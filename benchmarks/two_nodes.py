@@ -32,7 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchmarks.common import figure, run_and_report, sized
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 REPO = Path(__file__).resolve().parents[1]
 RANK_SCRIPT = Path(__file__).with_name("two_nodes_rank.py")

@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.pipelines.active.ledger import Ledger, once, write_json

@@ -17,7 +17,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
 from foundation.recipes.jobs import train_all
 from foundation.recipes.learning_curve import shard_set

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.errors import UserError
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
 from foundation.recipes.report import write_report

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
 from foundation.recipes.common import train

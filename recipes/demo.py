@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.models.mace_torch import installed
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
 from foundation.recipes.jobs import train_all

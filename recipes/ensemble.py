@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.errors import UserError
 from foundation.recipes.common import markdown_table, train, write_json
 from foundation.recipes.jobs import train_all

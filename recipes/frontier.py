@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.evaluation import metrics
 from foundation.evaluation.per_molecule import by_size, heavy_atoms
 

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from foundation.files import replacing
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
 from foundation.recipes.common import DFT, train, write_atomic

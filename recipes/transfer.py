@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
 from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder

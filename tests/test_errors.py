@@ -1,10 +1,10 @@
-"""`foundation.cli.errors`: the one way every command reports a user error (one line naming what
+"""`foundation.errors`: the one way every command reports a user error (one line naming what
 to fix, exit 2; the traceback only with FOUNDATION_DEBUG=1). The entry-point families are run as
 subprocesses in tests/recipes, tests/benchmarks and tests/data_pipelines."""
 
 import pytest
 
-from foundation.cli.errors import entry_point, run_reporting
+from foundation.errors import entry_point, run_reporting
 from foundation.errors import DataError
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 from ..chemistry.cover import candidate, choose, coverage
 from ..chemistry.enumerate import canonical, enumerate_molecules

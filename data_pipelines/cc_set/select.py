@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.sample import Sample
 
 from ..label.conformers import sample_conformers

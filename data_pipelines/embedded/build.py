@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.pipelines.label.export import level_metadata, load_samples

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from foundation.files import write_text_atomic
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 from foundation.errors import UserError
 
 from ..label.conformers import md_conformers

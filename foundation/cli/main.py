@@ -3,7 +3,7 @@
 `func(args) -> int`. Adding a subcommand is adding a module and a line to `SUBCOMMANDS`.
 
 User errors (`foundation.errors.UserError`) become one line on stderr and exit code 2;
-`FOUNDATION_DEBUG=1` shows the traceback instead (`foundation.cli.errors`, which the recipes',
+`FOUNDATION_DEBUG=1` shows the traceback instead (`foundation.errors`, which the recipes',
 pipelines' and benchmarks' `python -m` entry points use too).
 """
 
@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from foundation.cli.errors import run_reporting
+from foundation.errors import run_reporting
 
 SUBCOMMANDS = ["train", "finetune", "evaluate", "data", "hub", "md"]
 

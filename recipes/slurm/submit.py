@@ -19,7 +19,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from foundation.cli.errors import entry_point
+from foundation.errors import entry_point
 
 # The config tree installed with the package (the repository's hydra_configs/).
 LAUNCHER = Path(str(resources.files("foundation.configs") / "launcher" / "submitit_slurm.yaml"))
@@ -52,7 +52,7 @@ class Train:
 
         # overwrite: submitit reads a MASTER_PORT set in the job's environment, then refuses to export it
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        from foundation.cli.errors import run_reporting
+        from foundation.errors import run_reporting
         from foundation.cli.train import train
 
         results = []

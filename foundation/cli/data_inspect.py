@@ -1,6 +1,6 @@
 """`foundation data inspect PATH`: what a shard folder (local or URL) holds.
 
-Counts per split and fidelity, elements and levels of theory come from the manifest; energy and
+Counts per split and fidelity, by total charge and spin multiplicity, elements and levels of theory come from the manifest; energy and
 force statistics from one pass over the shards; `--png` adds histograms, `--verify` checks every
 shard's sha256 against the manifest.
 """
@@ -34,6 +34,8 @@ def run(args) -> int:
               f"{c['bytes'] / 2**20:.1f} MiB")
         for fid, n in c["fidelities"].items():
             print(f"    {fid}: {n['energy']} energies, {n['forces']} forces")
+        print(f"    by charge: {_counts(c['charges'], signed=True)}; by spin multiplicity: "
+              f"{_counts(c['multiplicities'])}")
     for fid, level in data.get("levels_of_theory", {}).items():
         described = ", ".join(f"{k} {v}" for k, v in level.items() if k in ("method", "basis", "program"))
         print(f"  level of theory {fid}: {described or 'not recorded'}")
@@ -51,3 +53,8 @@ def run(args) -> int:
         plot_histograms(stats, args.png)
         print(f"  histograms: {args.png}")
     return 0
+
+
+def _counts(counts: dict, signed: bool = False) -> str:
+    """{"0": 90, "1": 10} as "0: 90, +1: 10"."""
+    return ", ".join(f"{int(k):+d}: {n}" if signed and int(k) else f"{k}: {n}" for k, n in counts.items()) or "none"

@@ -11,9 +11,13 @@ Units: positions and cell in Å, energies in eV, forces in eV/Å (DESIGN.md, Con
 | pbc         | (3,)        | bool    | structure  |
 | energies    | {fid: float}|         | structure  |
 | forces      | {fid: (n,3)}| float64 | atom       |
+| charge      | int         |         | structure  |
+| multiplicity| int (2S+1)  |         | structure  |
 
 `molecule` names the molecule (formula + connectivity, or the source's group) that the
 train/validation/test split keeps together; `source` names the file and item for error messages.
+`charge` and `multiplicity` are the structure's total charge and spin multiplicity (0 and 1, a
+neutral singlet, where the source says nothing; `foundation.data.electrons`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 
 import numpy as np
 
+from foundation.data.electrons import check_charge_spin
 from foundation.data.geometry import check_geometry
 from foundation.errors import DataError
 
@@ -39,6 +44,8 @@ class Sample:
     pbc: np.ndarray | None = None
     molecule: str = ""
     source: str = ""
+    charge: int = 0
+    multiplicity: int = 1
 
     def __post_init__(self):
         self.numbers = np.asarray(self.numbers, dtype=np.int64).reshape(-1)
@@ -53,13 +60,19 @@ class Sample:
         return len(self.numbers)
 
     @property
+    def state(self) -> tuple[int, int]:
+        """(charge, multiplicity): what a model must have been trained on to predict this structure."""
+        return self.charge, self.multiplicity
+
+    @property
     def fidelities(self) -> set[str]:
         return set(self.energies) | set(self.forces)
 
     def validate(self) -> "Sample":
         """Raise `DataError` naming `source` when the sample cannot be trained on: positions and
         cell as `foundation.data.geometry.check_geometry` (`BadStructureError`), finite labels of
-        the right shapes, atoms of a molecule at least `MIN_DISTANCE` apart."""
+        the right shapes, atoms of a molecule at least `MIN_DISTANCE` apart, an integer charge and
+        multiplicity ≥ 1 (`foundation.data.electrons.check_charge_spin`, without the parity)."""
         where = self.source or "sample"
         if self.n_atoms == 0:
             raise DataError(f"{where}: structure has no atoms")
@@ -67,6 +80,9 @@ class Sample:
             raise DataError(f"{where}: {len(self.positions)} positions for {self.n_atoms} atoms")
         # Before anything else reads them (labels, distances, the molecule key, the neighbour list)
         check_geometry(self.numbers, self.positions, self.cell, self.pbc, where)
+        # The parity is checked where a charge or spin is declared or computed (readers, the
+        # labeller), not here: a source that says nothing (a radical, a periodic cell) stays readable
+        check_charge_spin(self.numbers, self.charge, self.multiplicity, where, parity=False)
         for fid, e in self.energies.items():
             if not math.isfinite(e):
                 raise DataError(f"{where}: energy for fidelity {fid!r} is {e}")

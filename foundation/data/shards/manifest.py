@@ -1,7 +1,9 @@
 """`manifest.json`: what a folder of shards holds, and the data's identity.
 
 The manifest lists every shard (name, sha256, sample count, bytes, split, label counts), the
-per-split and per-fidelity counts, the elements, the level of theory of each fidelity (method,
+per-split and per-fidelity counts, the elements, the structures by total charge and by spin
+multiplicity (`charges`, `multiplicities`; a manifest written before they existed describes
+neutral singlets only), the level of theory of each fidelity (method,
 basis, program: given by whoever made the data), the command that generated it and the package
 versions. The sha256 of the manifest's bytes is the training-data hash that checkpoints record:
 the shard hashes are inside it, so it changes whenever any shard does.
@@ -51,6 +53,8 @@ def build_manifest(shards: Sequence[ShardInfo | Mapping], levels_of_theory: Mapp
         "n_samples": total["n_samples"],
         "elements": total["elements"],
         "fidelities": total["fidelities"],
+        "charges": total["charges"],
+        "multiplicities": total["multiplicities"],
         "levels_of_theory": levels,
         "splits": splits,
         "shards": shards,
@@ -85,19 +89,25 @@ class Manifest:
         return location.join(self.location, shard_name)
 
     def counts(self, split: str | None = None) -> dict:
-        """{"n_samples", "elements", "fidelities": {fid: {"energy", "forces"}}, "label_sets"} for
-        one split, or for all of them."""
+        """{"n_samples", "elements", "fidelities": {fid: {"energy", "forces"}}, "charges",
+        "multiplicities", …} for one split, or for all of them."""
         if split is None:
-            return {k: self.data[k] for k in ("n_samples", "elements", "fidelities")}
+            counts = {k: self.data[k] for k in ("n_samples", "elements", "fidelities")}
+            return {**counts, **_states_of(self.data)}
         if split not in self.data["splits"]:
             raise DataError(f"{self.location}: no split {split!r} in the manifest (has {', '.join(self.splits)})")
-        return self.data["splits"][split]
+        return {**self.data["splits"][split], **_states_of(self.data["splits"][split])}
 
     def fidelities(self, split: str | None = None) -> list[str]:
         return sorted(self.counts(split)["fidelities"])
 
     def elements(self, split: str | None = None) -> list[int]:
         return list(self.counts(split)["elements"])
+
+    def states(self, split: str | None = None) -> tuple[list[int], list[int]]:
+        """(charges, multiplicities) of the structures in one split or in all, sorted."""
+        counts = self.counts(split)
+        return sorted(map(int, counts["charges"])), sorted(map(int, counts["multiplicities"]))
 
 
 def load_manifest(path_or_url: str | os.PathLike) -> Manifest:
@@ -142,7 +152,7 @@ def verify_shards(manifest: Manifest | str | os.PathLike, splits: Sequence[str] 
 
 def _empty_counts() -> dict:
     return {"n_samples": 0, "n_shards": 0, "bytes": 0, "n_atoms": 0, "elements": [], "fidelities": {},
-            "label_sets": {}}
+            "label_sets": {}, "charges": {}, "multiplicities": {}}
 
 
 def _add(counts: dict, shard: dict) -> None:
@@ -158,6 +168,17 @@ def _add(counts: dict, shard: dict) -> None:
         mine["energy"] += c["energy"]
         mine["forces"] += c["forces"]
     counts["fidelities"] = dict(sorted(counts["fidelities"].items()))
+    for key, value in _states_of(shard).items():
+        merged = Counter(counts[key]) + Counter(value)
+        counts[key] = {k: merged[k] for k in sorted(merged, key=int)}
+
+
+def _states_of(counts: Mapping) -> dict[str, dict[str, int]]:
+    """The charge and multiplicity counts of a shard, split or manifest; one written before they
+    were recorded holds neutral singlets only."""
+    n = counts["n_samples"]
+    return {"charges": dict(counts.get("charges") or ({"0": n} if n else {})),
+            "multiplicities": dict(counts.get("multiplicities") or ({"1": n} if n else {}))}
 
 
 def _versions() -> dict[str, str]:

@@ -15,6 +15,12 @@ library's (Å, eV, eV/Å), so a record needs no conversion when read.
 | forces     | {fidelity: bytes float64 (n, 3)} eV/Å |
 | molecule   | str                                   |
 | source     | str                                   |
+| charge     | int, total charge (absent: 0)         |
+| multiplicity | int, 2S+1 (absent: 1)               |
+
+`charge` and `multiplicity` are written only for structures that are not neutral singlets, so
+the records (and shard hashes) of neutral-singlet data are what they were before the fields
+existed, and a record without them is a neutral singlet.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import msgpack
 import numpy as np
 
+from foundation.data.electrons import NEUTRAL_SINGLET
 from foundation.data.sample import Sample
 from foundation.errors import DataError
 
@@ -44,6 +51,8 @@ def encode_sample(sample: Sample) -> bytes:
         "molecule": sample.molecule,
         "source": sample.source,
     }
+    if (sample.charge, sample.multiplicity) != NEUTRAL_SINGLET:
+        record["charge"], record["multiplicity"] = int(sample.charge), int(sample.multiplicity)
     return msgpack.packb(record, use_bin_type=True)
 
 
@@ -68,6 +77,11 @@ def record_label_set(record: dict) -> str:
     return label_set(set(record["energies"]) | set(record["forces"]))
 
 
+def record_state(record: dict) -> tuple[int, int]:
+    """(charge, multiplicity) of a raw record: (0, 1) when it does not say."""
+    return int(record.get("charge", 0)), int(record.get("multiplicity", 1))
+
+
 def record_to_sample(record: dict, where: str) -> Sample:
     try:
         numbers = np.frombuffer(record["numbers"], np.uint8).astype(np.int64)
@@ -78,6 +92,7 @@ def record_to_sample(record: dict, where: str) -> Sample:
         cell = np.frombuffer(record["cell"], _F8).reshape(3, 3).copy()
         return Sample(numbers=numbers, positions=positions, energies=record["energies"], forces=forces,
                       cell=cell, pbc=np.asarray(record["pbc"], bool), molecule=record["molecule"],
-                      source=record["source"])
+                      source=record["source"], charge=record.get("charge", 0),
+                      multiplicity=record.get("multiplicity", 1))
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as e:  # any field of any type
         raise DataError(f"{where}: malformed sample record ({type(e).__name__}: {e})") from None

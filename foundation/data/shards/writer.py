@@ -41,6 +41,9 @@ class ShardInfo:
     elements: list[int]
     label_sets: dict[str, int]  # e.g. {"ccsdt_ccpvdz+wb97x_631gs": 10, "wb97x_631gs": 90}
     fidelities: dict[str, dict[str, int]]  # fid -> {"energy": count, "forces": count}
+    # structures by total charge and by spin multiplicity, e.g. {"0": 90, "1": 10}, {"1": 95, "2": 5}
+    charges: dict[str, int] = dataclasses.field(default_factory=dict)
+    multiplicities: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,6 +100,8 @@ class ShardWriter:
         self._atoms += sample.n_atoms
         self._elements.update(int(z) for z in set(sample.numbers.tolist()))
         self._label_sets[label_set(sample.fidelities)] += 1
+        self._charges[str(int(sample.charge))] += 1
+        self._multiplicities[str(int(sample.multiplicity))] += 1
         for fid in sample.energies:
             self._fids.setdefault(fid, Counter())["energy"] += 1
         for fid in sample.forces:
@@ -134,6 +139,8 @@ class ShardWriter:
         self._size = self._n = self._atoms = 0
         self._elements: set[int] = set()
         self._label_sets: Counter = Counter()
+        self._charges: Counter = Counter()
+        self._multiplicities: Counter = Counter()
         self._fids: dict[str, Counter] = {}
 
     def _finish(self) -> None:
@@ -146,8 +153,13 @@ class ShardWriter:
             name=self._name, split=self.split, sha256=self._file.sha.hexdigest(), n_samples=self._n,
             bytes=self._file.bytes, n_atoms=self._atoms, elements=sorted(self._elements),
             label_sets=dict(sorted(self._label_sets.items())),
-            fidelities={f: {"energy": c["energy"], "forces": c["forces"]} for f, c in sorted(self._fids.items())}))
+            fidelities={f: {"energy": c["energy"], "forces": c["forces"]} for f, c in sorted(self._fids.items())},
+            charges=_sorted_counts(self._charges), multiplicities=_sorted_counts(self._multiplicities)))
         self._file = self._tar = None
+
+
+def _sorted_counts(counts: Counter) -> dict[str, int]:
+    return {k: counts[k] for k in sorted(counts, key=int)}
 
 
 def write_shards(samples: Iterable[Sample], out_dir: str | os.PathLike, split: str,

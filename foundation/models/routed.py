@@ -63,6 +63,28 @@ class RoutedModel(PotentialModel):
         config = RoutedConfig(parts=[dataclasses.asdict(p.config) for p in parts], routes=dict(routes))
         return cls(config, parts)
 
+    @property
+    def transfer_freeze(self) -> tuple[str, ...] | None:  # type: ignore[override]
+        """`trainer.freeze=[auto]` when only the default head (else the first) is trained."""
+        return self.transfer_freeze_for([self.default_head or self.heads[0]])
+
+    def transfer_freeze_for(self, heads: Sequence[str]) -> tuple[str, ...] | None:
+        """What `trainer.freeze=[auto]` keeps fixed when `heads` are trained: every part that
+        answers none of them, whole (the heads it answers stay bit for bit what they were, which
+        is why the model is routed), and in each part that answers one, that part's own
+        transfer default. None when such a part has no default."""
+        trained = {self.config.routes[h] for h in heads if h in self.config.routes}
+        patterns: list[str] = []
+        for k, part in enumerate(self.parts):
+            if k not in trained:
+                patterns.append(f"parts.{k}.*")
+                continue
+            own = part.transfer_freeze
+            if own is None:
+                return None
+            patterns += [_within_part(k, p) for p in own]
+        return tuple(patterns)
+
     def _columns(self, part: PotentialModel) -> list[int]:
         return [part.elements.index(z) for z in self.elements]
 
@@ -100,3 +122,10 @@ class RoutedModel(PotentialModel):
             if mine:
                 columns |= dict(zip(mine, part.atomic_energies(batch, mine, positions).unbind(1)))
         return torch.stack([columns[h] for h in heads], dim=1)
+
+
+def _within_part(k: int, pattern: str) -> str:
+    """A part's freeze pattern as a pattern on the routed model's parameter names."""
+    if pattern.startswith("re:"):
+        return rf"re:parts\.{k}\.{pattern[3:]}"
+    return f"parts.{k}.{pattern}"

@@ -3,7 +3,9 @@ keeps the others). A pattern is an fnmatch glob on the parameter name (`*.layers
 regular expression when it starts with `re:` (`re:.*\\.(0|2)\\.weight$`). A pattern that matches
 nothing is an error: a silent typo would train what was meant to stay fixed. `auto` stands for the
 model's own transfer default (`PotentialModel.transfer_freeze`: ANI's second layers, PaiNN's first
-interaction; for MACE nothing, which measured best), so one recipe fine-tunes any architecture."""
+interaction; for MACE nothing, which measured best), so one recipe fine-tunes any architecture. A
+model whose default depends on the heads trained (`RoutedModel`: the parts answering other heads
+stay whole) has `transfer_freeze_for(heads)`, and the trainer passes the heads it trains."""
 
 from __future__ import annotations
 
@@ -24,14 +26,15 @@ def matches(name: str, pattern: str) -> bool:
 AUTO = "auto"
 
 
-def resolve(model: nn.Module, patterns: list[str]) -> list[str]:
-    """`patterns` with `auto` replaced by the model's `transfer_freeze` patterns."""
+def resolve(model: nn.Module, patterns: list[str], heads: list[str] | None = None) -> list[str]:
+    """`patterns` with `auto` replaced by the model's transfer default for training `heads`
+    (None: the model's `transfer_freeze`)."""
     resolved = []
     for pattern in patterns:
         if pattern != AUTO:
             resolved.append(pattern)
             continue
-        default = getattr(model, "transfer_freeze", None)
+        default = _default(model, heads)
         if default is None:
             name = getattr(getattr(model, "config", None), "name", type(model).__name__)
             raise UserError(f"trainer.freeze=[{AUTO}]: model {name!r} has no default of what to freeze; "
@@ -40,10 +43,17 @@ def resolve(model: nn.Module, patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(resolved))
 
 
-def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
+def _default(model: nn.Module, heads: list[str] | None) -> tuple[str, ...] | None:
+    by_heads = getattr(model, "transfer_freeze_for", None)
+    if heads is not None and by_heads is not None:
+        return by_heads(heads)
+    return getattr(model, "transfer_freeze", None)
+
+
+def freeze(model: nn.Module, patterns: list[str], heads: list[str] | None = None) -> list[str]:
     """Set `requires_grad=False` on every parameter matched by a pattern (`auto`: the model's
-    transfer default); return their names."""
-    patterns = resolve(model, patterns)
+    transfer default for training `heads`); return their names."""
+    patterns = resolve(model, patterns, heads)
     names = [name for name, _ in model.named_parameters()]
     for pattern in patterns:
         if pattern.startswith("re:"):

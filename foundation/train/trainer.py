@@ -73,8 +73,8 @@ class Trainer:
 
         resumed = self._find_checkpoint()
         model = self._build_model(resumed)
-        self.freeze_patterns = resolve(model, tc.freeze)  # `auto` spelled out, for reports
-        self.frozen = freeze(model, tc.freeze)
+        self.freeze_patterns = resolve(model, tc.freeze, self.heads)  # `auto` spelled out, for reports
+        self.frozen = freeze(model, tc.freeze, self.heads)
         model = model.to(device=self.engine.device, dtype=self.dtype)
         self.anchor = Anchor(model, tc.l2sp, (resumed or {}).get("anchor")) if tc.l2sp else None
         self.forward_model = self.engine.wrap(model, build.build_optimizer(model, tc))

@@ -48,3 +48,20 @@ def test_a_head_routed_to_a_part_without_it_is_one_clear_error():
     start, tuned = parts()
     with pytest.raises(UserError, match="head 'ccsdt_ccpvdz' routed to part 0, which has no such head"):
         RoutedConfig(parts=[start.config, tuned.config], routes={CC: 0})
+
+
+def test_freezing_auto_keeps_the_parts_of_other_heads_whole_and_the_trained_parts_default():
+    """`trainer.freeze=[auto]` on a routed model (issue 27: `foundation finetune --model
+    ani-1x-ccsdt` stopped at 'no default of what to freeze')."""
+    from foundation.train.freeze import freeze, resolve
+
+    model = RoutedModel.from_parts(parts(), {CC: 1, DFT: 0})
+    assert resolve(model, ["auto"], [CC]) == ["parts.0.*", "parts.1.networks.*.layers.2.*"]
+    assert resolve(model, ["auto"], [DFT]) == ["parts.0.networks.*.layers.2.*", "parts.1.*"]
+    assert resolve(model, ["auto"], [CC, DFT]) == ["parts.0.networks.*.layers.2.*", "parts.1.networks.*.layers.2.*"]
+    model.add_head("user", copy_from=CC)  # a new head lives in the part of the head it copies
+    assert resolve(model, ["auto"], ["user"]) == resolve(model, ["auto"], [CC])
+    frozen = set(freeze(model, ["auto"], [CC]))
+    assert {n for n, _ in model.named_parameters() if n.startswith("parts.0.")} <= frozen
+    trained = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trained and all(n.startswith("parts.1.") and ".layers.2." not in n for n in trained)

@@ -29,7 +29,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import RESULTS, machine, sized, versions  # noqa: E402
 from foundation.errors import entry_point  # noqa: E402
-from foundation.recipes.common import CC, train, write_json  # noqa: E402
+from foundation.recipes.common import CC, write_json  # noqa: E402
+from foundation.train.run import train  # noqa: E402
 
 STRATEGIES = ("spread", "random")
 # A quick run (run_all --quick): a few steps of each training, to check the script runs end to end.
@@ -65,10 +66,10 @@ def pretrain(work: Path, data: Path, members: int, steps: int) -> list[str]:
     for k in range(members):
         path = work / "pretrain" / f"seed-{k}" / "model.safetensors"
         if not path.exists():
-            train("pretrain", [f"+data.path={data}", f"out_dir={work / 'pretrain'}", f"name=seed-{k}",
-                               f"trainer.seed={k}",
-                               f"trainer.max_steps={steps}", "trainer.val_every=250", "logger.progress_bar=false",
-                               "resume=true"], quiet=True)
+            train([f"+data.path={data}", f"out_dir={work / 'pretrain'}", f"name=seed-{k}",
+                   f"trainer.seed={k}",
+                   f"trainer.max_steps={steps}", "trainer.val_every=250", "logger.progress_bar=false",
+                   "resume=true"], recipe="pretrain", quiet=True)
         paths.append(str(path))
     return paths
 

@@ -36,7 +36,7 @@ from foundation.pipelines.active.ledger import Ledger, once, write_json
 from foundation.pipelines.active.oracle import LookupOracle, PySCFOracle, labelled_samples
 from foundation.pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
 from foundation.pipelines.active.select import STRATEGIES, SelectConfig
-from foundation.recipes.common import train
+from foundation.train.run import train
 from foundation.recipes.rerun import set_aside
 
 ORACLES = ("pyscf", "lookup")
@@ -203,12 +203,12 @@ def _train_members(config, rd: Path, train_set: list[Sample], val: list[Sample],
         run_dir = rd / "members" / f"member-{k}"
         if not (run_dir / "model.safetensors").exists():
             fid = config.fidelity
-            train(config.recipe, [f"data.path={shards}", f"data.fidelities=[{fid}]",
-                                  f"trainer.init_from={init[k % len(init)]}",
-                                  f"trainer.early_stopping_metric=val/{fid}/energy_rmse",
-                                  f"trainer.seed={config.seed * 1000 + k}", f"name={run_dir.name}",
-                                  f"out_dir={run_dir.parent}", "resume=true", "logger.progress_bar=false",
-                                  *config.overrides], quiet=True)
+            train([f"data.path={shards}", f"data.fidelities=[{fid}]",
+                   f"trainer.init_from={init[k % len(init)]}",
+                   f"trainer.early_stopping_metric=val/{fid}/energy_rmse",
+                   f"trainer.seed={config.seed * 1000 + k}", f"name={run_dir.name}",
+                   f"out_dir={run_dir.parent}", "resume=true", "logger.progress_bar=false",
+                   *config.overrides], recipe=config.recipe, quiet=True)
         paths.append(str(run_dir / "model.safetensors"))
     return paths
 

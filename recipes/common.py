@@ -1,39 +1,19 @@
-"""What every recipe does: train with a recipe's Hydra config plus overrides, and evaluate models
-on held-out data. A recipe is a config in `hydra_configs/recipe/` (the trainer settings) and, when
-it is more than one training, a short module here that strings trainings together."""
+"""What every recipe does besides training (`foundation.train.run.train(overrides, recipe=…)`):
+evaluate models on held-out data and tabulate the results. A recipe is a config in
+`hydra_configs/recipe/` (the trainer settings) and, when it is more than one training, a short
+module here that strings trainings together."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from foundation.data.sample import Sample
-from foundation.train.compose import load_run_config
-from foundation.train.trainer import TrainResult, Trainer
 from foundation.files import write_text_atomic as write_atomic
 
 CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
-
-
-def train(recipe: str | None, overrides: Sequence[str] = (), quiet: bool = False) -> TrainResult:
-    """One training run: `hydra_configs/train.yaml` + `recipe=<recipe>` + overrides. A recipe
-    that early-stops writes the best validation's weights, never worse than its start; when the
-    start is what was written, its one-line reason is printed (unless `quiet`) and is
-    `result.note`."""
-    config = load_run_config(([f"recipe={recipe}"] if recipe else []) + list(overrides))
-    trainer = Trainer(config)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
-            result = trainer.train()
-    finally:
-        trainer.close()
-    if result.note and not quiet:  # early stopping wrote the start: no step beat it (issue 20)
-        print(f"{config.name}: {result.note}", flush=True)
-    return result
 
 
 def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:

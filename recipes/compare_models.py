@@ -21,7 +21,8 @@ from pathlib import Path
 
 from foundation.errors import entry_point
 from foundation.errors import UserError
-from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
+from foundation.train.run import train
 from foundation.recipes.report import write_report
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
@@ -48,10 +49,10 @@ def run(models: list[str], out: Path, steps: int, budget: dict[str, int] | None 
         pretrain_steps[name] = budget.get(name, steps)
         base = [f"model={name}", f"out_dir={out}", "logger.progress_bar=false", *overrides]
         started = time.perf_counter()
-        pre = train("pretrain", base + [f"name={name}_pretrain", f"trainer.max_steps={pretrain_steps[name]}"],
+        pre = train(base + [f"name={name}_pretrain", f"trainer.max_steps={pretrain_steps[name]}"], recipe="pretrain",
                     quiet=True)
         # The finetune recipe freezes each architecture's own transfer default (trainer.freeze=[auto]).
-        tuned = train("finetune", base + [f"name={name}_finetune", f"trainer.init_from={pre.model_path}"],
+        tuned = train(base + [f"name={name}_finetune", f"trainer.init_from={pre.model_path}"], recipe="finetune",
                       quiet=True)
         seconds[name] = time.perf_counter() - started
         paths[f"{name}: DFT-pretrained"], paths[f"{name}: finetune"] = pre.model_path, tuned.model_path

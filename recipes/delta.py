@@ -25,7 +25,7 @@ import torch
 from foundation.errors import entry_point
 from foundation.data.batch import collate
 from foundation.data.sample import Sample
-from foundation.recipes.common import train
+from foundation.train.run import train
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 from foundation.train.trainer import TrainResult
 
@@ -153,7 +153,7 @@ def run(pretrained: str | os.PathLike, overrides: Sequence[str] = (), quiet: boo
     init, name, fitted = build_init_model(pretrained, passed + named)
     refit = [] if not fitted else ["trainer.refit_reference_energies=false"]  # done here, better
     passed = [o for o in passed if not o.startswith("trainer.init_member=")]  # the composite is one network
-    return train("delta", [*passed, *refit, f"name={name}", f"trainer.init_from={init}"], quiet=quiet)
+    return train([*passed, *refit, f"name={name}", f"trainer.init_from={init}"], recipe="delta", quiet=quiet)
 
 
 @entry_point

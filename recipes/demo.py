@@ -28,7 +28,7 @@ from pathlib import Path
 
 from foundation.errors import entry_point
 from foundation.models.mace_torch import installed
-from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, train
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table
 from foundation.recipes.jobs import train_all
 from foundation.recipes.report import write_report
 from foundation.recipes.rerun import Rerun, add_fresh_argument

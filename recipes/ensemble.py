@@ -24,7 +24,8 @@ from pathlib import Path
 
 from foundation.errors import entry_point
 from foundation.errors import UserError
-from foundation.recipes.common import markdown_table, train, write_json
+from foundation.recipes.common import markdown_table, write_json
+from foundation.train.run import train
 from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
@@ -88,7 +89,7 @@ def train_member(recipe: str | None, source: str | None, overrides: list[str], q
             raise UserError("--recipe delta needs --from: the pretrained model the corrections sit on")
         return delta.run(source, overrides, quiet=quiet)
     init = [f"trainer.init_from={source}"] if source else []
-    return train(recipe, [o for o in overrides if not o.startswith("trainer.init_from=")] + init, quiet=quiet)
+    return train([o for o in overrides if not o.startswith("trainer.init_from=")] + init, recipe=recipe, quiet=quiet)
 
 
 def _combine(paths: list[Path], path: Path, cfg: dict, recipe: str | None,

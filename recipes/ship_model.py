@@ -29,7 +29,8 @@ from foundation.files import replacing
 from foundation.errors import entry_point
 import foundation.hub
 from foundation.hub.cache import file_sha256
-from foundation.recipes.common import DFT, train, write_atomic
+from foundation.recipes.common import DFT, write_atomic
+from foundation.train.run import train
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 SPLIT_NAMES = {"val": "validation molecules (the choice)", "test": "test molecules (report only)"}
@@ -139,8 +140,8 @@ def keeps_installed(compared: dict) -> bool:
 
 
 def make_ani_cc_mini(base: list[str]) -> tuple[Path, dict]:
-    pretrained = train("pretrain", base + ["name=pretrain"], quiet=True)
-    tuned = train("finetune", base + ["name=finetune", f"trainer.init_from={pretrained.model_path}"], quiet=True)
+    pretrained = train(base + ["name=pretrain"], recipe="pretrain", quiet=True)
+    tuned = train(base + ["name=finetune", f"trainer.init_from={pretrained.model_path}"], recipe="finetune", quiet=True)
     return Path(tuned.model_path), {"start": "embedded DFT pretraining", "recipe": "finetune"}
 
 

@@ -1,4 +1,5 @@
-"""`foundation train [overrides…]`: compose the Hydra config, build the trainer, train, close.
+"""`foundation train [overrides…]`: compose the Hydra config, build the trainer, train, close
+(`foundation.train.run.train`; this module only parses the command line).
 
     foundation train data.path=mine.xyz data.energy_key=E trainer.max_steps=100
     foundation train experiment=smoke data.path=tiny.xyz
@@ -8,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 EPILOG = """overrides (Hydra syntax, key=value):
   model=ani|painn data=extxyz|shards trainer=default logger=csv|wandb experiment=<name>
@@ -30,6 +30,7 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from foundation.train.compose import compose_dict
+    from foundation.train.run import train  # lazy: `foundation --help` loads no torch
 
     overrides = list(getattr(args, "overrides", []) or [])
     if args.show_config:
@@ -37,61 +38,5 @@ def run(args) -> int:
 
         print(OmegaConf.to_yaml(OmegaConf.create(compose_dict(overrides))), end="")
         return 0
-    train(overrides)
+    train(overrides, verbose=True)
     return 0
-
-
-def train(overrides: list[str]):
-    """What `foundation train OVERRIDES` does (rank 0 prints), returning the `TrainResult`: its
-    `status` is "interrupted" when a signal stopped the run after a checkpoint (a launcher that
-    requeues, recipes/slurm/submit.py, asks for it)."""
-    from foundation.train.compose import load_run_config
-    from foundation.train.trainer import Trainer
-
-    config = load_run_config(overrides)
-    trainer = Trainer(config)
-    if trainer.engine.is_rank0:
-        _print_summary(trainer)
-    result = trainer.train()
-    if trainer.engine.is_rank0:
-        _print_result(result, config)
-    return result
-
-
-def _print_summary(trainer) -> None:
-    total, trainable = trainer.n_parameters
-    data = trainer.data
-    summary = data.summary() if callable(getattr(data, "summary", None)) else {}
-    counts = ", ".join(f"{k.removesuffix('_structures')} {v}" for k, v in summary.items()
-                       if k.endswith("_structures"))
-    if trainer.resumed_from is not None:
-        start = f"resuming from step {trainer.resumed_from}"
-    else:
-        start = f"from {trainer.config.init_from}" if trainer.config.init_from else "from scratch"
-        start += " (resume=true found no checkpoint: a new run)" if trainer.run.resume else ""
-    print(f"model: {trainer.model.config.name}, {total:,} parameters ({trainable:,} trainable), "
-          f"heads {', '.join(trainer.model.heads)}, {start}")
-    print(f"data: fidelities {', '.join(data.fidelities)}; elements {data.elements}"
-          + (f"; structures: {counts}" if counts else ""))
-    if trainer.resumed_from is None and not trainer.config.init_from:
-        given = trainer.run.model if isinstance(trainer.run.model, dict) else vars(trainer.run.model)
-        derived = [f"{k} {getattr(trainer.model.config, k):.4g}" for k, v in given.items() if v == "auto"]
-        if derived:  # e.g. MACE's avg_num_neighbors, as mace_run_train computes it
-            print(f"model settings from the training data: {', '.join(derived)}")
-    print(f"device: {trainer.engine.device}, {trainer.config.dtype}; run dir: {trainer.run_dir}")
-    if trainer.resplit:  # resumed on another number of ranks
-        print(f"resuming on {trainer.engine.world_size} rank(s): {trainer.resplit}")
-    sys.stdout.flush()
-
-
-def _print_result(result, config) -> None:
-    if result.status == "interrupted":
-        print(f"stopped by signal at step {result.step}; checkpoint written. Continue with: "
-              f"foundation train name={config.name} out_dir={config.out_dir} resume=true …")
-        return
-    shown = {k: v for k, v in result.metrics.items() if k.endswith(("energy_mae", "forces_mae"))}
-    print(f"{result.status} at step {result.step}: "
-          + ", ".join(f"{k.removeprefix('val/')} {v:.4g}" for k, v in shown.items()))
-    if result.note:  # early stopping found no step better than the start, which was written
-        print(result.note)
-    print(f"model: {result.model_path}")

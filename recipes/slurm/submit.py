@@ -53,10 +53,10 @@ class Train:
         # overwrite: submitit reads a MASTER_PORT set in the job's environment, then refuses to export it
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         from foundation.errors import run_reporting
-        from foundation.cli.train import train
+        from foundation.train.run import train
 
         results = []
-        code = run_reporting("foundation train", lambda: results.append(train(self.overrides)))
+        code = run_reporting("foundation train", lambda: results.append(train(self.overrides, verbose=True)))
         if code == 0 and results[0].status == "interrupted":
             signal.raise_signal(submitit.JobEnvironment._usr_sig())  # rank 0: checkpoint, requeue, exit
         return code

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from foundation.recipes.common import train
+from foundation.train.run import train
 
 TINY = ["experiment=smoke", "logger.progress_bar=false", "trainer.device=cpu", "trainer.ckpt_every=1000",
         "trainer.val_every=1000"]
@@ -28,7 +28,7 @@ def tiny(runs_dir) -> list[str]:
 @pytest.fixture(scope="session")
 def pretrained(tiny) -> Path:
     """A smoke-sized model pretrained on the embedded DFT data (150 steps)."""
-    return train("pretrain", [*tiny, "name=pretrain", "trainer.max_steps=150"], quiet=True).model_path
+    return train([*tiny, "name=pretrain", "trainer.max_steps=150"], recipe="pretrain", quiet=True).model_path
 
 
 @pytest.fixture(scope="session")

@@ -69,12 +69,12 @@ def test_an_ensemble_of_delta_models_shares_the_frozen_base(pretrained, tiny):
 
 
 def test_an_ensemble_is_never_trained_as_one_network(pretrained_ensemble, tiny):
-    from foundation.recipes.common import train
+    from foundation.train.run import train
 
     with pytest.raises(UserError, match="is an ensemble of 2 members.*trainer.init_member"):
-        train("finetune", [*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}"], quiet=True)
+        train([*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}"], recipe="finetune", quiet=True)
     with pytest.raises(UserError, match="has members 0..1"):
-        train("finetune", [*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}", "trainer.init_member=2"],
+        train([*tiny, "name=whole", f"trainer.init_from={pretrained_ensemble}", "trainer.init_member=2"], recipe="finetune",
               quiet=True)
 
 

@@ -5,13 +5,14 @@ import fnmatch
 import torch
 from safetensors.torch import load_file as weights  # the tensors exactly as stored
 
-from foundation.recipes.common import CC, train
+from foundation.recipes.common import CC
+from foundation.train.run import train
 
 
 def test_frozen_layers_stay_bit_identical(pretrained, tiny):
     # allow_worse: ten steps need not beat the start, and the start is no test of training
-    result = train("finetune", [*tiny, "name=finetune", f"trainer.init_from={pretrained}",
-                                "trainer.max_steps=10", "trainer.allow_worse=true"], quiet=True)
+    result = train([*tiny, "name=finetune", f"trainer.init_from={pretrained}",
+                    "trainer.max_steps=10", "trainer.allow_worse=true"], recipe="finetune", quiet=True)
     before, after = weights(pretrained), weights(result.model_path)
     frozen = [n for n in before if fnmatch.fnmatchcase(n, "networks.*.layers.2.*")]
     assert len(frozen) == 8  # weight and bias of the second Linear of each of H, C, N, O
@@ -24,9 +25,9 @@ def test_frozen_layers_stay_bit_identical(pretrained, tiny):
 def test_a_run_that_does_not_beat_its_start_writes_the_start(pretrained, tiny, capsys):
     """The recipes that early-stop keep the floor of `foundation finetune` (issue 20): a rate
     that only harms writes the pretrained model with its refit references, and says so."""
-    result = train("finetune", [*tiny, "name=finetune_floor", f"trainer.init_from={pretrained}",
-                                "trainer.max_steps=6", "trainer.val_every=3", "trainer.lr=5.0",
-                                "trainer.warmup_steps=0"])
+    result = train([*tiny, "name=finetune_floor", f"trainer.init_from={pretrained}",
+                    "trainer.max_steps=6", "trainer.val_every=3", "trainer.lr=5.0",
+                    "trainer.warmup_steps=0"], recipe="finetune")
     printed = capsys.readouterr().out
     assert result.kept_start and result.best_step == 0
     assert f"finetune_floor: {result.note}\n" in printed and result.note.startswith("not better: ")

@@ -6,7 +6,8 @@ import torch
 
 from foundation.data.batch import collate
 from foundation.loading import load_model
-from foundation.recipes.common import CC, DFT, embedded_samples, train
+from foundation.recipes.common import CC, DFT, embedded_samples
+from foundation.train.run import train
 
 STEPS = ["trainer.max_steps=40", "trainer.lr=1e-3",
          "trainer.allow_worse=true"]  # what training does to the DFT head, even when the start scores better
@@ -19,9 +20,9 @@ def dft_predictions(path, batch):
 
 
 def test_replay_trains_the_dft_head_on_dft_labels_and_without_it_the_dft_head_is_left_alone(pretrained, tiny):
-    replay = train("multihead", [*tiny, "name=multihead", f"trainer.init_from={pretrained}", *STEPS], quiet=True)
-    alone = train("multihead", [*tiny, "name=no_replay", f"trainer.init_from={pretrained}", *STEPS,
-                                f"data.fidelities=[{CC}]", "data.fidelity_ratios=null"], quiet=True)
+    replay = train([*tiny, "name=multihead", f"trainer.init_from={pretrained}", *STEPS], recipe="multihead", quiet=True)
+    alone = train([*tiny, "name=no_replay", f"trainer.init_from={pretrained}", *STEPS,
+                   f"data.fidelities=[{CC}]", "data.fidelity_ratios=null"], recipe="multihead", quiet=True)
     start, with_replay, without = (load_model(p).state_dict() for p in (pretrained, replay.model_path, alone.model_path))
     dft_head = [n for n in start if f".heads.{DFT}." in n]
     assert dft_head and all(torch.equal(without[n], start[n]) for n in dft_head)  # no DFT loss, no change

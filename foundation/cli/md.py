@@ -6,16 +6,14 @@
 Velocities start from a Maxwell-Boltzmann distribution (`--seed`), without net momentum (and,
 for molecules, without net rotation). NVE uses velocity Verlet; `langevin` holds the temperature.
 The model runs in float64 by default: NVE energy conservation over long runs needs it. At the end
-the total-energy drift is printed (for NVE it measures the integration error).
+the total-energy drift is printed (for NVE it measures the integration error). The driver is
+`foundation.calculators.md.run_md`; this module reads the command line and the structure.
 """
 
 from __future__ import annotations
 
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from foundation.files import replacing
 from foundation.errors import UserError
 
 
@@ -45,6 +43,7 @@ def run(args) -> int:
     import torch
 
     from foundation.calculators import FoundationCalculator
+    from foundation.calculators.md import run_md
 
     if args.steps < 1 or args.dt <= 0 or args.interval < 1 or args.temperature < 0:
         raise UserError("--steps and --interval must be >= 1, --dt > 0 and --temperature >= 0")
@@ -100,83 +99,6 @@ def _frame(path: str, index: str) -> str:
     except ValueError:
         return index
     return str(i if i >= 0 else len(ase.io.read(path, index=":")) + i)
-
-
-def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nve", friction: float = 0.01,
-           traj: str | os.PathLike | None = None, interval: int = 10, seed: int = 0, progress: bool = True) -> dict:
-    """Run MD on `atoms` (with a calculator attached); the trajectory is written under a temporary
-    name and renamed when the run completes. Returns energies (eV) per step and the drift."""
-    import numpy as np
-    from ase import units
-    from ase.md.langevin import Langevin
-    from ase.constraints import FixCom
-    from ase.md.velocitydistribution import Stationary, ZeroRotation
-    from ase.md.verlet import VelocityVerlet
-
-    from foundation.progress import progress_bar
-
-    rng = np.random.default_rng(seed)
-    if temperature > 0:
-        _thermalize(atoms, temperature, rng)
-        Stationary(atoms)
-        if not atoms.pbc.any():
-            ZeroRotation(atoms)
-    if ensemble == "nve":
-        dyn = VelocityVerlet(atoms, timestep=dt * units.fs)
-    else:
-        # The centre of mass is held by a constraint (ASE's advice; its `fixcm` biases small systems).
-        atoms.set_constraint([*atoms.constraints, FixCom()])
-        dyn = Langevin(atoms, timestep=dt * units.fs, temperature_K=temperature, friction=friction / units.fs,
-                       fixcm=False, rng=rng)
-    energies, temperatures = [], []
-    bar = progress_bar(total=steps, unit="step", desc=f"md {ensemble}", enabled=progress)
-
-    def record():
-        epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()
-        energies.append(epot + ekin)
-        temperatures.append(atoms.get_temperature())
-        if len(energies) > 1:
-            bar.update(1)
-            bar.set_postfix(E=f"{energies[-1]:.4f} eV", T=f"{temperatures[-1]:.0f} K", refresh=False)
-
-    dyn.attach(record, interval=1)
-    with bar, _trajectory(traj, atoms) as writer:
-        if writer is not None:
-            dyn.attach(writer.write, interval=interval)
-        dyn.run(steps)
-    energies = np.array(energies)
-    return {"ensemble": ensemble, "steps": steps, "dt_fs": dt, "n_atoms": len(atoms), "total_energy": energies,
-            "temperature": np.array(temperatures), "drift_ev": float(energies[-1] - energies[0]),
-            "max_deviation_ev": float(np.abs(energies - energies[0]).max()), "traj": str(traj) if traj else None}
-
-
-def _thermalize(atoms, temperature: float, rng) -> None:
-    """Maxwell-Boltzmann momenta at `temperature` K."""
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta  # ASE >= 3.29
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        return
-    thermalize_momenta(atoms, temperature, rng=rng)
-
-
-@contextmanager
-def _trajectory(path, atoms):
-    """An ASE trajectory written beside `path` and renamed only after the run, so a crash never
-    leaves a truncated file under the name the user asked for."""
-    if path is None:
-        yield None
-        return
-    from ase.io.trajectory import Trajectory
-
-    with replacing(path, suffix=".part") as tmp:
-        writer = Trajectory(str(tmp), "w", atoms)
-        try:
-            yield writer
-        finally:
-            writer.close()
 
 
 def format_summary(summary: dict, args) -> str:

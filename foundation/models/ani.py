@@ -20,6 +20,7 @@ from foundation.data.elements import symbol
 from foundation.errors import UserError
 from foundation.models.aev import AEV
 from foundation.models.base import ModelConfig, PotentialModel
+from foundation.models.element_groups import ElementGrouping
 from foundation.models.neighbors import neighbor_pairs
 from foundation.models.registry import register_model
 
@@ -123,24 +124,31 @@ class ANI(PotentialModel):
 
     def learned_atomic_energies(self, batch: AtomsBatch, positions: Tensor, species: Tensor,
                                 counts: list[int]) -> Tensor:
+        features = self.features(batch, positions, species)
+        grouping = ElementGrouping(species, counts)
+        out = torch.cat([net(part) for net, part in zip(self.networks.values(), grouping.split(features))])
+        return grouping.minus_zero_rows(out)
+
+    def features(self, batch: AtomsBatch, positions: Tensor, species: Tensor) -> Tensor:
+        """(N, aev.out_dim) AEVs of the batch's atoms at `positions`."""
         i, j, shifts = neighbor_pairs(batch, self.cutoff)
-        features = self.aev(species, positions, i, j, shifts)
-        # Group atoms by element, one matmul chain per element (not per atom), each group followed
-        # by an all-zero row whose output is NN(0), subtracted below. Every network runs, even on
-        # an element absent from the batch, so every parameter is in the graph (DDP needs that).
-        # Gathers, not per-group slicing: a few ops whatever the number of elements (MD speed).
-        n_atoms, n_features = features.shape
-        sizes = [c + 1 for c in counts]
-        order = torch.argsort(species, stable=True)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(n_atoms, device=order.device)
-        row = rank + species  # each earlier group adds its zero row
-        zero_row = torch.tensor(sizes, device=order.device).cumsum(0) - 1
-        source = torch.full((n_atoms + len(sizes),), n_atoms, device=order.device)
-        source[row] = torch.arange(n_atoms, device=order.device)
-        grouped = torch.cat([features, features.new_zeros(1, n_features)]).index_select(0, source)
-        out = torch.cat([net(part) for net, part in zip(self.networks.values(), grouped.split(sizes))])
-        return out.index_select(0, row) - out.index_select(0, zero_row.index_select(0, species))
+        return self.aev(species, positions, i, j, shifts)
+
+    def featurizer_key(self) -> tuple:
+        """What fixes this model's AEVs: two models with equal keys compute the same features
+        for the same batch (an ensemble computes them once for such members)."""
+        c = self.config
+        return (tuple(c.elements), c.radial_cutoff, c.radial_start, c.radial_eta, c.radial_num_shifts,
+                c.angular_cutoff, c.angular_start, c.angular_eta, c.angular_zeta, c.angular_num_shifts,
+                c.angular_num_sections, self.aev.native, self.cutoff)
+
+    @classmethod
+    def shared_ensemble(cls, members, cache: dict | None = None):
+        """Members' work done once (`foundation.models.ani_ensemble.ANIEnsemble`), or None where
+        their AEVs differ."""
+        from foundation.models.ani_ensemble import ANIEnsemble
+
+        return ANIEnsemble.of(members, cache, kind=cls)
 
     def _add_head_parameters(self, name: str, copy_from: str | None) -> None:
         for net in self.networks.values():

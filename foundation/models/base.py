@@ -91,6 +91,13 @@ class PotentialModel(nn.Module):
         through them); `species` (N,) int64 element index on the device; `counts` atoms per element."""
         raise NotImplementedError
 
+    @classmethod
+    def shared_ensemble(cls, members: Sequence["PotentialModel"], cache: dict | None = None):
+        """An object that evaluates `members` (all of this class) together, sharing what they
+        compute alike (`foundation.models.ani_ensemble.ANIEnsemble` for ANI), or None: the
+        ensemble then runs each member whole."""
+        return None
+
     def _add_head_parameters(self, name: str, copy_from: str | None) -> None:
         raise NotImplementedError
 

@@ -61,6 +61,8 @@ class EnsembleModel(PotentialModel):
         # The members own the reference energies; the base class's buffer would be a stale copy.
         del self._buffers["reference_energies"]
         self.members = nn.ModuleList(members)
+        self.share = True  # members evaluated together where they can be (False: each whole)
+        self._shared_cache: dict = {}  # the shared evaluation's stacked weights (eval mode)
 
     @classmethod
     def from_members(cls, members: Sequence[PotentialModel]) -> "EnsembleModel":
@@ -90,25 +92,91 @@ class EnsembleModel(PotentialModel):
                                positions: Tensor | None = None) -> Tensor:
         """(members, N) float64 per-atom energies in eV of one head."""
         name = self.heads[self.head_index(head)]
-        return torch.stack([m.atomic_energies(batch, [name], positions)[:, 0] for m in self.members])
+        return self._member_energies(batch, [name], positions)[..., 0]
 
     def atomic_energies(self, batch: AtomsBatch, heads: Sequence[str] | None = None,
                         positions: Tensor | None = None) -> Tensor:
         heads = list(heads) if heads is not None else self.heads
-        for h in heads:
-            self.head_index(h)  # a clear error for an unknown head
-        return torch.stack([m.atomic_energies(batch, heads, positions) for m in self.members]).mean(0)
+        return self._member_energies(batch, heads, positions).mean(0)
 
-    def forward(self, batch: AtomsBatch, head: str | None = None, forces: bool = True) -> dict[str, Tensor]:
-        """As `PotentialModel.forward`, plus `energy_std` (B,) eV and `member_energy` (members, B)."""
-        positions = leaf_positions(batch) if forces else batch.positions
-        with torch.enable_grad() if forces else contextlib.nullcontext():
-            members = self.member_atomic_energies(batch, head, positions)
+    def forward(self, batch: AtomsBatch, head: str | None = None, forces: bool = True,
+                member_forces: bool = False) -> dict[str, Tensor]:
+        """As `PotentialModel.forward`, plus `energy_std` (B,) eV and `member_energy` (members, B),
+        the members' per-structure energies and their sample standard deviation;
+        `atomic_energy_std` (N,) eV, the spread of each atom's energy (TorchANI's atomic QBC);
+        with `member_forces`, `member_forces` (members, N, 3) eV/Å, each member's forces."""
+        name = self.heads[self.head_index(head)]
+        positions = leaf_positions(batch) if forces or member_forces else batch.positions
+        with torch.enable_grad() if forces or member_forces else contextlib.nullcontext():
+            if member_forces:
+                members, each = self._member_energies_and_forces(batch, name, positions)
+            else:
+                members = self._member_energies(batch, [name], positions)[..., 0]
             per_member = members.new_zeros(len(self.members), batch.n_structures).index_add_(1, batch.batch, members)
             energy = per_member.mean(0)
+            correction = 1 if len(self.members) > 1 else 0
             out = {"energy": energy, "atomic_energies": members.mean(0), "member_energy": per_member.detach(),
-                   "energy_std": per_member.detach().std(0, correction=1 if len(self.members) > 1 else 0)}
-            if forces:
+                   "energy_std": per_member.detach().std(0, correction=correction),
+                   "atomic_energy_std": members.detach().std(0, correction=correction)}
+            if member_forces:
+                out["member_forces"] = each
+            if forces and member_forces and not self.training:
+                out["forces"] = each.mean(0)  # the mean's gradient: no second backward
+            elif forces:
                 (grad,) = torch.autograd.grad(energy.sum(), positions, create_graph=self.training)
                 out["forces"] = -grad
         return out
+
+    # ---- members evaluated together where they share work (ani_ensemble) ----------------------
+    def _shared(self):
+        """The members' shared evaluation, or None: each member runs whole (`share = False`
+        forces that, e.g. to compare the two)."""
+        if not self.share or len({type(m) for m in self.members}) != 1:
+            return None
+        return type(self.members[0]).shared_ensemble(list(self.members), self._shared_cache)
+
+    def _member_energies(self, batch: AtomsBatch, heads: list[str], positions: Tensor | None) -> Tensor:
+        """(members, N, len(heads)) float64 per-atom energies in eV, reference energies included."""
+        for h in heads:
+            self.head_index(h)  # a clear error for an unknown head
+        shared = self._shared()
+        if shared is None:
+            return torch.stack([m.atomic_energies(batch, heads, positions) for m in self.members])
+        species, counts = self._species(batch)
+        positions = batch.positions if positions is None else positions
+        features = shared.features(batch, positions.to(self.dtype), species)
+        learned, _ = shared.learned(features, species, counts)
+        return self._with_references(learned, heads, species)
+
+    def _member_energies_and_forces(self, batch: AtomsBatch, head: str, positions: Tensor) -> tuple[Tensor, Tensor]:
+        """(members, N) per-atom energies and (members, N, 3) forces, eV and eV/Å. Shared: one
+        backward through the stacked networks gives every member's gradient of its energy with
+        respect to the AEVs (each member's networks read their own copy of them), then one
+        backward through the AEV per member. Otherwise one backward per member."""
+        shared = self._shared()
+        if shared is None or self.training:
+            members = self._member_energies(batch, [head], positions)[..., 0]
+            grads = [torch.autograd.grad(e.sum(), positions, retain_graph=True, create_graph=self.training)[0]
+                     for e in members]
+            return members, -torch.stack(grads)
+        species, counts = self._species(batch)
+        features = shared.features(batch, positions.to(self.dtype), species)
+        learned, blocks = shared.learned(features, species, counts, per_member=True)
+        members = self._with_references(learned, [head], species)[..., 0]
+        by_block = torch.autograd.grad(members.sum(), blocks, retain_graph=True)
+        by_features = shared.block_gradients(by_block, species, counts)  # (M, N, F)
+        grads = [torch.autograd.grad(features, positions, g, retain_graph=True)[0] for g in by_features]
+        return members, -torch.stack(grads)
+
+    def _species(self, batch: AtomsBatch) -> tuple[Tensor, list[int]]:
+        species = self.element_indices(batch)
+        counts = torch.bincount(species, minlength=len(self.elements)).tolist()
+        return species.to(batch.positions.device), counts
+
+    def _with_references(self, learned: Tensor, heads: list[str], species: Tensor) -> Tensor:
+        """(M, N, all heads) learned energies -> (M, N, len(heads)) float64 with each member's
+        reference energies, as `PotentialModel.atomic_energies` adds them."""
+        index = torch.tensor([self.head_index(h) for h in heads], device=species.device)
+        reference = torch.stack([m.reference_energies for m in self.members])  # (M, heads, elements)
+        reference = reference.index_select(1, index).index_select(2, species).transpose(1, 2)
+        return learned.index_select(2, index).to(torch.float64) + reference

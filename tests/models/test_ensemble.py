@@ -1,5 +1,7 @@
 """The ensemble model: the shared physics suite, plus mean and spread over its members."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -49,3 +51,92 @@ def test_config_errors():
         EnsembleConfig(size=0)
     with pytest.raises(UserError, match="member needs a model name"):
         EnsembleConfig(member={"name": "ensemble"})
+
+
+def _members(n=3, seed=0, **config):
+    torch.manual_seed(seed)
+    members = [ANIConfig(heads=list(HEADS), hidden=SMALL["hidden"], **config).build().double() for _ in range(n)]
+    for k, m in enumerate(members):
+        m.set_reference_energies("ccsdt_ccpvdz", {"H": -13.0 - k, "C": -1030.0 + k, "O": -2040.0})
+        with torch.no_grad():  # no zero-initialised bias hides an error
+            for p in m.parameters():
+                p.add_(0.1 * torch.randn_like(p))
+    return members
+
+
+def _batch(dtype=torch.float64):
+    rng = np.random.default_rng(1)
+    return collate([random_molecule(rng, [1, 6, 8], n) for n in (4, 9, 13)], fidelities=[], dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_shared_evaluation_equals_each_member_whole(dtype, mode):
+    """One neighbour list, one AEV and stacked networks give every member's own outputs: the
+    same as running each member whole (the reference path, share=False), to float rounding."""
+    ensemble = EnsembleModel.from_members(_members()).to(dtype)
+    getattr(ensemble, mode)()
+    assert ensemble._shared() is not None
+    batch = _batch(dtype)
+    outputs = {}
+    for share in (False, True):
+        ensemble.share = share
+        outputs[share] = ensemble(batch, head="ccsdt_ccpvdz", member_forces=True)
+    tol = {torch.float64: dict(rtol=1e-12, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-4)}[dtype]
+    assert set(outputs[True]) == set(outputs[False]) >= {"member_forces", "atomic_energy_std", "forces"}
+    for key, reference in outputs[False].items():
+        torch.testing.assert_close(outputs[True][key].detach(), reference.detach(), **tol, msg=key)
+    # ... and the members' own forward passes, one by one
+    each = [m(batch, head="ccsdt_ccpvdz") for m in ensemble.members]
+    torch.testing.assert_close(outputs[True]["member_forces"].detach(), torch.stack([o["forces"] for o in each]).detach(),
+                               **tol)
+    torch.testing.assert_close(outputs[True]["member_energy"], torch.stack([o["energy"] for o in each]).detach(), **tol)
+    atomic = torch.stack([o["atomic_energies"] for o in each]).detach()
+    torch.testing.assert_close(outputs[True]["atomic_energy_std"], atomic.std(0), **tol)
+
+
+def test_shared_training_reaches_every_member():
+    """In train mode the stacked weights are stacked afresh, so gradients reach each member's
+    own parameters exactly as when the members run whole."""
+    grads = {}
+    for share in (False, True):
+        ensemble = EnsembleModel.from_members(_members()).train()
+        ensemble.share = share
+        out = ensemble(_batch())
+        (out["energy"].sum() + out["forces"].square().sum()).backward()
+        grads[share] = {k: p.grad.clone() for k, p in ensemble.named_parameters()}
+    for key, reference in grads[False].items():
+        torch.testing.assert_close(grads[True][key], reference, rtol=1e-10, atol=1e-12, msg=key)
+
+
+def test_eval_cache_follows_weight_changes():
+    """Eval mode caches the stacked weights; a changed member weight (in place, or a loaded state
+    dict) is seen at the next call."""
+    ensemble = EnsembleModel.from_members(_members()).eval()
+    batch = _batch()
+    before = ensemble(batch, forces=False)["member_energy"]
+    with torch.no_grad():
+        ensemble.members[1].networks["C"].layers[0].weight.mul_(1.5)
+    after = ensemble(batch, forces=False)["member_energy"]
+    ensemble.share = False
+    torch.testing.assert_close(after, ensemble(batch, forces=False)["member_energy"])
+    assert not torch.equal(before[1], after[1]) and torch.equal(before[0], after[0])
+
+
+def test_members_with_other_featurizers_run_whole():
+    """Members whose AEVs differ (another radial cutoff) are not shared; members whose networks
+    differ in width share the AEV and run their networks one by one."""
+    other = _members(1, seed=3, radial_cutoff=4.6)[0]
+    mixed = EnsembleModel.from_members([*_members(2), other])
+    assert mixed._shared() is None
+    wide = ANIConfig(heads=list(HEADS), hidden={s: [12, 8] for s in "HCNO"}).build().double()
+    ensemble = EnsembleModel(EnsembleConfig(heads=list(HEADS), member=dataclasses.asdict(wide.config), size=3),
+                             [*_members(2), wide]).eval()
+    shared = ensemble._shared()
+    assert shared is not None and not shared.stacked
+    batch = _batch()
+    out = ensemble(batch, member_forces=True)
+    ensemble.share = False
+    reference = ensemble(batch, member_forces=True)
+    for key in ("energy", "forces", "member_forces", "atomic_energy_std"):
+        torch.testing.assert_close(out[key].detach(), reference[key].detach(), rtol=1e-12, atol=1e-10)

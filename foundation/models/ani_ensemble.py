@@ -1,0 +1,132 @@
+"""The work an ensemble of ANI members shares, done once: `ANIEnsemble`.
+
+Members of a published ANI ensemble (ANI-1x, ANI-1ccx: 8 each) differ only in their element
+networks; their AEVs are the same function of the same pair list. Run whole, member after
+member, an ensemble builds the neighbour list and the AEVs eight times, and calls eight times as
+many small matmuls: for one small molecule (MD, a calculator) that is ~6x one member's time,
+mostly per-call overhead. Here, for members whose featurizers are equal (`ANI.featurizer_key`):
+- one neighbour list and one AEV per batch;
+- each element's networks of all members as one chain of batched matmuls over stacked weights:
+  the first layer one matmul of the shared features with the members' weights side by side
+  (N, F) x (F, M h1), the next ones `baddbmm` over (M, n, h). Measured on one CPU thread for a
+  12-atom molecule against `torch.func.functional_call` + `vmap` over stacked parameters, which
+  lowers to the same batched matmuls with more dispatch per call (see benchmarks/ensemble.py);
+- one backward pass through it all for the ensemble's forces.
+
+Every member's output equals what the member computes alone up to float rounding (the sums of
+a batched matmul may be ordered otherwise; tested). Members whose hidden widths differ share
+the AEV but run their networks one by one.
+
+Stacked weights: in train mode they are stacked on every call (gradients reach each member's
+parameters); in eval mode they are cached and rebuilt when any member parameter changes (its
+version counter, storage, dtype or device), and carry no gradient to the parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from foundation.data.batch import AtomsBatch
+from foundation.models.element_groups import ElementGrouping
+
+
+class ANIEnsemble:
+    """M `ANI` members with equal featurizers, evaluated together. `cache`: a dict the owner
+    keeps between calls (the stacked weights of eval mode)."""
+
+    def __init__(self, members: Sequence[nn.Module], cache: dict):
+        self.members = list(members)
+        self.first = self.members[0]
+        self.cache = cache
+        hidden = [m.config.hidden for m in self.members]
+        alphas = {m.config.celu_alpha for m in self.members}
+        self.stacked = all(h == hidden[0] for h in hidden) and len(alphas) == 1
+
+    @classmethod
+    def of(cls, members: Sequence[nn.Module], cache: dict | None = None, kind: type | None = None
+           ) -> "ANIEnsemble | None":
+        """The shared evaluation of `members`, or None when one is not of `kind` (`ANI`, which
+        calls this) or their AEVs, elements or heads differ (the ensemble then runs each whole)."""
+        if not members or kind is None or any(type(m) is not kind for m in members):
+            return None
+        key, heads = members[0].featurizer_key(), members[0].heads
+        if any(m.featurizer_key() != key or m.heads != heads for m in members[1:]):
+            return None
+        return cls(members, {} if cache is None else cache)
+
+    def features(self, batch: AtomsBatch, positions: Tensor, species: Tensor) -> Tensor:
+        """(N, F) AEVs, computed once for all members."""
+        return self.first.features(batch, positions, species)
+
+    def learned(self, features: Tensor, species: Tensor, counts: list[int],
+                per_member: bool = False) -> tuple[Tensor, list[Tensor]]:
+        """(M, N, heads) learned per-atom energies of every member (module dtype, no references),
+        and the per-element input blocks. With `per_member`, each block is the features expanded
+        to (M, n, F), so that the gradient with respect to it is each member's own (member forces)."""
+        grouping = ElementGrouping(species, counts)
+        blocks = list(grouping.split(features))
+        if per_member:
+            blocks = [b.expand(len(self.members), *b.shape) for b in blocks]
+        if self.stacked:
+            weights = self._weights()
+            out = [_chain(block, layers, self.first.config.celu_alpha) for block, layers in zip(blocks, weights)]
+        else:  # same features, networks of different shapes: one member at a time
+            out = [torch.stack([net(block[k] if per_member else block) for k, net in
+                                enumerate(m.networks[name] for m in self.members)])
+                   for block, name in zip(blocks, self.first.networks)]
+        return grouping.minus_zero_rows(torch.cat(out, dim=1), dim=1), blocks
+
+    def block_gradients(self, grads: Sequence[Tensor], species: Tensor, counts: list[int]) -> Tensor:
+        """Per-element block gradients (M, n + 1, F) back in atom order: (M, N, F)."""
+        grouping = ElementGrouping(species, counts)
+        return torch.cat(list(grads), dim=1).index_select(1, grouping.row)
+
+    # ---- stacked weights --------------------------------------------------------------------
+    def _weights(self) -> list[list[tuple[Tensor, Tensor]]]:
+        """Per element, per layer, (weight, bias) of all members: the first layer as (M h1, F)
+        and (M h1,) for one matmul of the shared input, the others as (M, in, out) and (M, 1, out)
+        for `baddbmm`; the output layer holds every head (M, h, heads)."""
+        params = [p for m in self.members for p in m.networks.parameters()]
+        if self.first.training and torch.is_grad_enabled():
+            return self._stack()
+        key = tuple((id(p), p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        if self.cache.get("key") != key:
+            with torch.no_grad():
+                self.cache.update(key=key, weights=self._stack())
+        return self.cache["weights"]
+
+    def _stack(self) -> list[list[tuple[Tensor, Tensor]]]:
+        out = []
+        for name in self.first.networks:
+            nets = [m.networks[name] for m in self.members]
+            linears = [[layer for layer in net.layers if isinstance(layer, nn.Linear)] for net in nets]
+            layers = []
+            for k in range(len(linears[0])):
+                w = torch.stack([ls[k].weight for ls in linears])  # (M, out, in)
+                b = torch.stack([ls[k].bias for ls in linears])  # (M, out)
+                layers.append((w.flatten(0, 1), b.flatten()) if k == 0 else (w.transpose(1, 2), b.unsqueeze(1)))
+            heads = [list(net.heads.values()) for net in nets]
+            w = torch.stack([torch.cat([h.weight for h in hs]) for hs in heads])  # (M, heads, h)
+            b = torch.stack([torch.cat([h.bias for h in hs]) for hs in heads])  # (M, heads)
+            layers.append((w.transpose(1, 2), b.unsqueeze(1)))
+            out.append(layers)
+        return out
+
+
+def _chain(x: Tensor, layers: list[tuple[Tensor, Tensor]], alpha: float) -> Tensor:
+    """One element's networks of all members: x (n, F) shared, or (M, n, F) per member ->
+    (M, n, heads). CELU after every layer but the output."""
+    (w0, b0), rest = layers[0], layers[1:]
+    members = rest[-1][0].shape[0]
+    if x.dim() == 2:
+        x = F.linear(x, w0, b0).unflatten(1, (members, -1)).transpose(0, 1)  # (M, n, h1)
+    else:
+        w = w0.unflatten(0, (members, -1))  # (M, h1, F)
+        x = torch.baddbmm(b0.unflatten(0, (members, 1, -1)), x, w.transpose(1, 2))
+    for w, b in rest:
+        x = torch.baddbmm(b, F.celu(x, alpha), w)
+    return x

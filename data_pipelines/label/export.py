@@ -30,14 +30,20 @@ def load_samples(label_dir: str | Path) -> tuple[dict[str, list[Sample]], dict]:
             numbers=s["numbers"], positions=s["positions"],
             energies={fid: r["energy"] for fid, r in got.items()},
             forces={fid: r["forces"] for fid, r in got.items() if r.get("forces") is not None},
-            molecule=s["molecule"], source=f"{label_dir.name}:{s['id']}"))
+            molecule=s["molecule"], source=f"{label_dir.name}:{s['id']}",
+            charge=s.get("charge", 0), multiplicity=s.get("multiplicity", 1)))
     return dict(by_split), dict(stats)
 
 
 def level_metadata(label_dir: str | Path) -> dict[str, dict]:
-    """{fidelity: {method, basis, program}} as recorded by the calculations themselves."""
-    meta = {}
+    """{fidelity: {method, basis, program}} as recorded by the calculations themselves; a fidelity
+    computed restricted and unrestricted (closed and open shells) names both methods."""
+    meta: dict[str, dict] = {}
     for r in read_records(Path(label_dir) / "labels.jsonl"):
-        if r["status"] == "ok" and r["fidelity"] not in meta:
+        if r["status"] != "ok":
+            continue
+        if r["fidelity"] not in meta:
             meta[r["fidelity"]] = {k: r[k] for k in ("method", "basis", "program")}
+        elif r["method"] not in meta[r["fidelity"]]["method"].split("; "):
+            meta[r["fidelity"]]["method"] += f"; {r['method']}"
     return meta

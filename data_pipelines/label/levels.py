@@ -6,6 +6,16 @@ forces in eV/Å (or None), and what a reader needs to trust it — method, basis
 convergence, SCF cycles and wall time. An unconverged calculation is returned with
 `converged=False` and the labeller never writes it as a label.
 
+Charge and spin: every level computes the molecule that was asked for, `compute(numbers,
+positions, max_cycle=..., charge=0, multiplicity=1)`. A closed shell (multiplicity 1) is
+restricted (RKS, RHF → CCSD(T), RHF → MP2); an open shell is unrestricted (UKS, UHF → UCCSD(T),
+UHF → UMP2), and the label's `method` says which. Unrestricted rather than a refusal: radicals and
+triplets are chemistry users bring (and OMol25 holds), PySCF does all three unrestricted methods
+with analytic UKS and UMP2 gradients, and spin contamination is recorded (`details["s2"]`, ⟨S²⟩
+of the reference) so a reader can judge a label. A level whose `takes_charge_spin` is False (an
+older plugin) is called as before, and the labeller refuses to plan anything but a neutral singlet
+for it.
+
 Levels of a site (or of a test) can live outside the package: `FOUNDATION_LABEL_LEVELS` names
 modules (comma-separated, importable) whose own `LEVELS` dicts are added to these.
 """
@@ -41,21 +51,40 @@ class Level:
     method: str
     basis: str
     has_forces: bool
-    compute: Callable[..., Label]  # (numbers, positions Å, max_cycle=...) -> Label
+    compute: Callable[..., Label]  # (numbers, positions Å, max_cycle=..., charge=0, multiplicity=1) -> Label
+    takes_charge_spin: bool = False  # compute accepts charge= and multiplicity= (every level here does)
 
 
-def _molecule(numbers, positions, basis: str):
+def _molecule(numbers, positions, basis: str, charge: int = 0, multiplicity: int = 1):
     from pyscf import gto
 
     mol = gto.Mole()
     mol.atom = [(int(z), tuple(map(float, p))) for z, p in zip(numbers, positions)]
     mol.unit = "Angstrom"
     mol.basis = basis
-    mol.charge = 0
-    mol.spin = 0
+    mol.charge = int(charge)
+    mol.spin = int(multiplicity) - 1  # PySCF's spin is 2S, the number of unpaired electrons
     mol.verbose = 0
     mol.build()
     return mol
+
+
+def _scf(mol, kind: str):
+    """The SCF object of `kind` ("HF" or "KS"), restricted for a closed shell and unrestricted
+    for an open one; returns (object, "R" or "U")."""
+    from pyscf import dft, scf
+
+    shell = "R" if mol.spin == 0 else "U"
+    make = {("HF", "R"): scf.RHF, ("HF", "U"): scf.UHF, ("KS", "R"): dft.RKS, ("KS", "U"): dft.UKS}
+    return make[kind, shell](mol), shell
+
+
+def _spin_details(mf, shell: str) -> dict:
+    """⟨S²⟩ of an unrestricted reference (its exact value is S(S+1)): how contaminated it is."""
+    if shell == "R":
+        return {}
+    s2, multiplicity = mf.spin_square()
+    return {"s2": float(s2), "s2_exact": float(mf.mol.spin / 2 * (mf.mol.spin / 2 + 1))}
 
 
 def _pyscf_version() -> str:
@@ -64,14 +93,13 @@ def _pyscf_version() -> str:
     return f"pyscf {pyscf.__version__}"
 
 
-def wb97x_631gs(numbers, positions, max_cycle: int = 100) -> Label:
-    """ωB97X/6-31G* (spherical functions, PySCF's default), restricted Kohn-Sham with density
-    fitting; energy and analytic forces."""
-    from pyscf import dft
-
+def wb97x_631gs(numbers, positions, max_cycle: int = 100, charge: int = 0, multiplicity: int = 1) -> Label:
+    """ωB97X/6-31G* (spherical functions, PySCF's default), Kohn-Sham with density fitting
+    (restricted for a closed shell, unrestricted for an open one); energy and analytic forces."""
     start = time.perf_counter()
-    mol = _molecule(numbers, positions, "6-31g*")
-    mf = dft.RKS(mol).density_fit()
+    mol = _molecule(numbers, positions, "6-31g*", charge, multiplicity)
+    mf, shell = _scf(mol, "KS")
+    mf = mf.density_fit()
     mf.xc = "wb97x"
     mf.conv_tol = 1e-9
     mf.max_cycle = max_cycle
@@ -83,29 +111,31 @@ def wb97x_631gs(numbers, positions, max_cycle: int = 100) -> Label:
         forces = (-gradient * HARTREE_TO_EV / BOHR_TO_ANGSTROM).tolist()
     return Label(
         energy=float(energy) * HARTREE_TO_EV, forces=forces, converged=converged,
-        method="wB97X (RKS, density fitting)", basis="6-31G*", program=_pyscf_version(),
+        method=f"wB97X ({shell}KS, density fitting)", basis="6-31G*", program=_pyscf_version(),
         seconds=time.perf_counter() - start,
         details={"scf_cycles": int(getattr(mf, "cycles", -1)), "grid_level": int(mf.grids.level),
-                 "auxbasis": str(mf.with_df.auxbasis)},
+                 "auxbasis": str(mf.with_df.auxbasis), **_spin_details(mf, shell)},
     )
 
 
-def ccsdt_ccpvdz(numbers, positions, max_cycle: int = 100) -> Label:
-    """CCSD(T)/cc-pVDZ on an RHF reference with frozen core; energy only."""
-    from pyscf import cc, scf
+def ccsdt_ccpvdz(numbers, positions, max_cycle: int = 100, charge: int = 0, multiplicity: int = 1) -> Label:
+    """CCSD(T)/cc-pVDZ with frozen core on an RHF reference (closed shell) or UCCSD(T) on a UHF
+    one (open shell); energy only."""
+    from pyscf import cc
 
     start = time.perf_counter()
-    mol = _molecule(numbers, positions, "cc-pvdz")
-    mf = scf.RHF(mol)
+    mol = _molecule(numbers, positions, "cc-pvdz", charge, multiplicity)
+    mf, shell = _scf(mol, "HF")
+    method = f"{'U' if shell == 'U' else ''}CCSD(T) ({shell}HF, frozen core)"
     mf.conv_tol = 1e-10
     mf.max_cycle = max_cycle
     mf.kernel()
     if not mf.converged:
-        return Label(energy=float("nan"), forces=None, converged=False, method="CCSD(T) (RHF, frozen core)",
+        return Label(energy=float("nan"), forces=None, converged=False, method=method,
                      basis="cc-pVDZ", program=_pyscf_version(), seconds=time.perf_counter() - start,
-                     details={"failed": "RHF"})
+                     details={"failed": f"{shell}HF"})
     n_core = sum(_core_orbitals(int(z)) for z in numbers)
-    mycc = cc.CCSD(mf, frozen=n_core if n_core else None)
+    mycc = cc.CCSD(mf, frozen=n_core if n_core else None)  # UCCSD for a UHF reference
     mycc.conv_tol = 1e-8
     mycc.max_cycle = max_cycle
     mycc.kernel()
@@ -113,38 +143,39 @@ def ccsdt_ccpvdz(numbers, positions, max_cycle: int = 100) -> Label:
     e_t = float(mycc.ccsd_t()) if converged else float("nan")
     energy = (mycc.e_tot + e_t) * HARTREE_TO_EV
     return Label(
-        energy=float(energy), forces=None, converged=converged, method="CCSD(T) (RHF, frozen core)",
+        energy=float(energy), forces=None, converged=converged, method=method,
         basis="cc-pVDZ", program=_pyscf_version(), seconds=time.perf_counter() - start,
         details={"frozen_orbitals": n_core, "e_hf_ev": float(mf.e_tot) * HARTREE_TO_EV,
-                 "e_triples_ev": e_t * HARTREE_TO_EV},
+                 "e_triples_ev": e_t * HARTREE_TO_EV, **_spin_details(mf, shell)},
     )
 
 
-def mp2_ccpvdz(numbers, positions, max_cycle: int = 100) -> Label:
+def mp2_ccpvdz(numbers, positions, max_cycle: int = 100, charge: int = 0, multiplicity: int = 1) -> Label:
     """MP2/cc-pVDZ on an RHF reference with frozen core; energy and analytic forces. The rung
     between ωB97X and CCSD(T): 20-50x cheaper than CCSD(T) at 5-7 heavy atoms and much closer to it
-    than DFT. Canonical (no density fitting), so it is exactly the method its name says."""
-    from pyscf import mp, scf
+    than DFT. Canonical (no density fitting), so it is exactly the method its name says. An open
+    shell is UMP2 on a UHF reference (analytic UMP2 gradients)."""
+    from pyscf import mp
 
     start = time.perf_counter()
-    method = "MP2 (RHF, frozen core)"
-    mol = _molecule(numbers, positions, "cc-pvdz")
-    mf = scf.RHF(mol)
+    mol = _molecule(numbers, positions, "cc-pvdz", charge, multiplicity)
+    mf, shell = _scf(mol, "HF")
+    method = f"{'U' if shell == 'U' else ''}MP2 ({shell}HF, frozen core)"
     mf.conv_tol = 1e-10
     mf.max_cycle = max_cycle
     mf.kernel()
     if not mf.converged:
         return Label(energy=float("nan"), forces=None, converged=False, method=method, basis="cc-pVDZ",
-                     program=_pyscf_version(), seconds=time.perf_counter() - start, details={"failed": "RHF"})
+                     program=_pyscf_version(), seconds=time.perf_counter() - start, details={"failed": f"{shell}HF"})
     n_core = sum(_core_orbitals(int(z)) for z in numbers)
-    pt = mp.MP2(mf, frozen=n_core if n_core else None)
+    pt = mp.MP2(mf, frozen=n_core if n_core else None)  # UMP2 for a UHF reference
     pt.kernel()
     gradient = pt.nuc_grad_method().kernel()  # Hartree/Bohr
     return Label(
         energy=float(pt.e_tot) * HARTREE_TO_EV,
         forces=(-gradient * HARTREE_TO_EV / BOHR_TO_ANGSTROM).tolist(), converged=True, method=method,
         basis="cc-pVDZ", program=_pyscf_version(), seconds=time.perf_counter() - start,
-        details={"frozen_orbitals": n_core, "e_hf_ev": float(mf.e_tot) * HARTREE_TO_EV},
+        details={"frozen_orbitals": n_core, "e_hf_ev": float(mf.e_tot) * HARTREE_TO_EV, **_spin_details(mf, shell)},
     )
 
 
@@ -154,9 +185,9 @@ def _core_orbitals(z: int) -> int:
 
 
 LEVELS: dict[str, Level] = {
-    "wb97x_631gs": Level("wb97x_631gs", "wB97X", "6-31G*", True, wb97x_631gs),
-    "ccsdt_ccpvdz": Level("ccsdt_ccpvdz", "CCSD(T)", "cc-pVDZ", False, ccsdt_ccpvdz),
-    "mp2_ccpvdz": Level("mp2_ccpvdz", "MP2", "cc-pVDZ", True, mp2_ccpvdz),
+    "wb97x_631gs": Level("wb97x_631gs", "wB97X", "6-31G*", True, wb97x_631gs, takes_charge_spin=True),
+    "ccsdt_ccpvdz": Level("ccsdt_ccpvdz", "CCSD(T)", "cc-pVDZ", False, ccsdt_ccpvdz, takes_charge_spin=True),
+    "mp2_ccpvdz": Level("mp2_ccpvdz", "MP2", "cc-pVDZ", True, mp2_ccpvdz, takes_charge_spin=True),
 }
 
 

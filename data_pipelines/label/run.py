@@ -7,7 +7,9 @@ Output folder:
                        method, basis, program version, convergence, wall time; failures and
                        unconverged calculations are recorded with status != "ok" and never used
                        as labels
-A killed run restarts where it stopped: finished tasks are skipped, failed ones are not retried
+Each structure is computed with its own charge and spin multiplicity (`structures.jsonl` keys
+`charge`, `multiplicity`; absent: a neutral singlet, so older folders resume unchanged), checked
+before the first calculation (`plan.check_structure`). A killed run restarts where it stopped: finished tasks are skipped, failed ones are not retried
 unless `retry_failed`. A worker process that dies takes only the task that killed it: the others
 in flight with it are run again, one at a time, until the culprit is found.
 """
@@ -25,7 +27,7 @@ import numpy as np
 
 from foundation.files import write_text_atomic as _write_atomic
 from foundation.pipelines.label.levels import get_level
-from foundation.pipelines.label.plan import Structure, expand
+from foundation.pipelines.label.plan import Structure, check_structure, expand
 from foundation.pipelines.label.store import LabelStore
 from foundation.progress import progress_bar
 
@@ -37,8 +39,12 @@ def _init_worker() -> None:
     lib.num_threads(1)
 
 
-def _compute(fidelity: str, numbers: list, positions: list) -> dict:
-    label = get_level(fidelity).compute(np.array(numbers), np.array(positions))
+def _compute(fidelity: str, numbers: list, positions: list, charge: int = 0, multiplicity: int = 1) -> dict:
+    level = get_level(fidelity)
+    if (charge, multiplicity) == (0, 1):  # as before: levels of older plugins take no charge or spin
+        label = level.compute(np.array(numbers), np.array(positions))
+    else:
+        label = level.compute(np.array(numbers), np.array(positions), charge=charge, multiplicity=multiplicity)
     return dataclasses.asdict(label)
 
 
@@ -53,22 +59,31 @@ def load_structures(out_dir: Path, plan: dict | None) -> list[Structure]:
         _write_atomic(path, "".join(json.dumps(_structure_record(s)) + "\n" for s in structures))
     return [Structure(id=r["id"], molecule=r["molecule"], numbers=np.array(r["numbers"]),
                       positions=np.array(r["positions"]), sampling=r["sampling"], split=r["split"],
-                      levels=r["levels"])
+                      levels=r["levels"], charge=r.get("charge", 0), multiplicity=r.get("multiplicity", 1))
             for r in map(json.loads, path.read_text().splitlines())]
 
 
 def _structure_record(s: Structure) -> dict:
-    return {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
-            "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
-            "levels": s.levels}
+    record = {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
+              "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
+              "levels": s.levels}
+    if (s.charge, s.multiplicity) != (0, 1):  # absent means a neutral singlet, as in every older folder
+        record.update(charge=int(s.charge), multiplicity=int(s.multiplicity))
+    return record
 
 
 def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 1,
-                  retry_failed: bool = False, max_tasks: int | None = None, progress: bool = True) -> dict:
-    """Label every pending task; returns counts {"ok", "unconverged", "failed", "skipped"}."""
+                  retry_failed: bool = False, max_tasks: int | None = None, progress: bool = True,
+                  problems: list[str] | None = None) -> dict:
+    """Label every pending task; returns counts {"ok", "unconverged", "failed", "skipped"}.
+    `problems` (a list) gets one line per calculation of this run that failed or did not
+    converge, "<id> <fidelity>: <why>", in the order they finished."""
     out_dir = Path(out_dir)
     structures = load_structures(out_dir, plan)
+    for s in structures:  # every refusal before the first calculation
+        check_structure(s)
     with LabelStore(out_dir / "labels.jsonl") as store:
+        before = len(store.records)
         if retry_failed:
             store.done = {(r["id"], r["fidelity"]) for r in store.records if r["status"] == "ok"}
         tasks = [(s, fid) for s in structures for fid in s.levels if (s.id, fid) not in store.done]
@@ -80,7 +95,16 @@ def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 
             while suspects:  # in flight when a worker died: rerun them one at a time to find which killed it
                 suspects, _ = _run_pool(suspects, store, 1, counts, bar, 1)
         bar.close()
+        if problems is not None:
+            problems.extend(_problem(r) for r in store.records[before:] if r["status"] != "ok")
     return counts
+
+
+def _problem(record: dict) -> str:
+    """One line: which calculation, and why it gave no label."""
+    why = record.get("error") or "did not converge" + (
+        f" ({record['details']['failed']} reference)" if record.get("details", {}).get("failed") else "")
+    return f"{record['id']} {record['fidelity']}: {why}"
 
 
 def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_flight: int) -> tuple[list, list]:
@@ -96,7 +120,8 @@ def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_
             try:
                 while pending and len(in_flight) < max_in_flight:
                     s, fid = pending[-1]
-                    in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist())] = (s, fid)
+                    in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist(),
+                                          int(s.charge), int(s.multiplicity))] = (s, fid)
                     pending.pop()
             except cf.process.BrokenProcessPool:  # a worker died between two waits
                 break

@@ -1,8 +1,14 @@
 """`foundation data label`: label structures with PySCF at one or more levels (fidelities),
-in parallel and resumably. Re-running the same command continues where a killed run stopped."""
+in parallel and resumably. Re-running the same command continues where a killed run stopped.
+
+Each molecule is computed with its own charge and spin multiplicity: from the SMILES (formal
+charges, radical electrons) or from a structures file's info keys `charge` and `spin` (the
+multiplicity); anything that cannot be computed as asked is refused before the first calculation.
+A run in which a calculation failed or did not converge exits 1 and prints the first reason."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from foundation.errors import UserError
@@ -39,9 +45,15 @@ def run(args) -> int:
         _write_structures(args.structures, levels, out)
     else:
         plan = None  # resume: structures.jsonl must exist in --out
-    counts = run_labelling(out, plan, workers=args.workers, retry_failed=args.retry_failed, max_tasks=args.max_tasks)
+    problems: list[str] = []
+    counts = run_labelling(out, plan, workers=args.workers, retry_failed=args.retry_failed,
+                           max_tasks=args.max_tasks, problems=problems)
     print(f"labelled {counts['ok']} ok, {counts['unconverged']} unconverged, {counts['failed']} failed, "
           f"{counts['skipped']} already done -> {out / 'labels.jsonl'}")
+    if problems:  # no label for those: say so in the exit code, with the first reason
+        print(f"foundation data label: {len(problems)} calculation(s) gave no label; the first: {problems[0]}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -58,6 +70,8 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
 
     import ase.io
 
+    from foundation.data.electrons import check_charge_spin, from_info
+    from foundation.errors import DataError
     from foundation.files import write_text_atomic
 
     if (out / "structures.jsonl").exists():
@@ -66,7 +80,17 @@ def _write_structures(path: str, levels: list[str], out: Path) -> None:
         frames = ase.io.read(path, index=":")
     except Exception as e:  # noqa: BLE001 - ASE raises many types for unreadable files
         raise UserError(f"{path}: cannot read structures ({e})") from None
-    lines = [json.dumps({"id": f"{Path(path).stem}/{k:05d}", "molecule": a.get_chemical_formula(),
-                         "numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "sampling": "given",
-                         "split": "train", "levels": levels}) + "\n" for k, a in enumerate(frames)]
+    lines = []
+    for k, a in enumerate(frames):
+        record = {"id": f"{Path(path).stem}/{k:05d}", "molecule": a.get_chemical_formula(),
+                  "numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "sampling": "given",
+                  "split": "train", "levels": levels}
+        try:  # info keys charge / spin (multiplicity); the electrons must make them, declared or not
+            charge, multiplicity = from_info(a.info, a.numbers, f"{path}:{k}")
+            check_charge_spin(a.numbers, charge, multiplicity, f"{path}:{k}")
+        except DataError as e:
+            raise UserError(f"{e}; give its charge and spin multiplicity as info keys 'charge' and 'spin'") from None
+        if (charge, multiplicity) != (0, 1):
+            record.update(charge=charge, multiplicity=multiplicity)
+        lines.append(json.dumps(record) + "\n")
     write_text_atomic(out / "structures.jsonl", "".join(lines))

@@ -9,6 +9,10 @@ and cell inside torch, r' = r (1 + ε), h' = h (1 + ε), and σ = (1/V) ∂E/∂
 are built from the cell by the model's neighbour list, so they follow the strain too. Forces and
 stress come from one backward pass.
 
+Threads: on the CPU, the first call for a system of a new size fits torch's thread count to it
+(`foundation.threads.fit_system`: one thread for small molecules), unless the user chose the
+count (OMP_NUM_THREADS, FOUNDATION_THREADS, `foundation --threads`, `torch.set_num_threads`).
+
 Positions and cell are checked first (`foundation.data.geometry`): NaN, inf, an atom more than
 1e4 Å from the origin or a singular periodic cell raise `foundation.errors.BadStructureError`, a
 `ValueError` naming the atom.
@@ -29,6 +33,7 @@ from foundation.data.batch import collate
 from foundation.data.geometry import check_geometry
 from foundation.data.sample import Sample
 from foundation.dtypes import torch_dtype
+from foundation.threads import fit_system
 
 
 class FoundationCalculator(Calculator):
@@ -56,6 +61,7 @@ class FoundationCalculator(Calculator):
         self.is_ensemble = hasattr(model, "member_atomic_energies")
         self.implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"] + \
             (["energy_uncertainty"] if self.is_ensemble else [])
+        self._threads_for: int | None = None  # the system size the thread count was fitted to
 
     def get_energy_uncertainty(self, atoms=None) -> float:
         """The ensemble's spread (eV) for `atoms`; only for ensemble models."""
@@ -64,6 +70,9 @@ class FoundationCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
+        if len(atoms) != self._threads_for and self.device.type == "cpu":
+            fit_system(len(atoms))  # few threads for a small molecule, unless the user chose
+            self._threads_for = len(atoms)
         strained = bool(atoms.pbc.all())
         if "stress" in properties and not strained:
             raise PropertyNotImplementedError("stress needs a cell periodic in all three directions")

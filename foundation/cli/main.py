@@ -21,6 +21,9 @@ SUBCOMMANDS = ["train", "finetune", "evaluate", "data", "hub", "md"]
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="foundation", description="Foundation: pretrain and fine-tune machine-learning interatomic potentials.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="torch threads (default: from the cores this process may use and the system's size; "
+                             "or FOUNDATION_THREADS=N); may also follow the subcommand")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         try:
@@ -35,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(_threads_first(sys.argv[1:] if argv is None else list(argv)))
     if args.version:
         from foundation import __version__
 
@@ -47,7 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not getattr(args, "accepts_overrides", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = extra
-    return run_reporting(f"foundation {args.command}", args.func, args)
+    return run_reporting(f"foundation {args.command}", _run, args)
+
+
+def _run(args) -> int | None:
+    from foundation.threads import configure
+
+    configure(args.threads)  # before anything computes: chosen, not inherited (foundation.threads)
+    return args.func(args)
+
+
+def _threads_first(argv: list[str]) -> list[str]:
+    """`--threads N` wherever it is typed (`foundation md x.xyz --threads 2` too), moved before the
+    subcommand, where the top-level parser reads it."""
+    for k, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--threads="):
+            return [arg, *argv[:k], *argv[k + 1:]]
+        if arg == "--threads" and k + 1 < len(argv):
+            return [arg, argv[k + 1], *argv[:k], *argv[k + 2:]]
+    return argv
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from benchmarks.common import RESULTS, machine, sized, versions  # noqa: E402
 from foundation.errors import entry_point  # noqa: E402
-from foundation.recipes.common import CC, write_json  # noqa: E402
+from foundation.recipes.common import CC  # noqa: E402
+from foundation.files import write_json  # noqa: E402
 from foundation.train.run import train  # noqa: E402
 
 STRATEGIES = ("spread", "random")

@@ -42,6 +42,7 @@ from foundation.errors import entry_point
 from foundation.data.shards.manifest import Manifest, load_manifest
 from foundation.data.shards.reader import Reader, seed_from
 from foundation.data.stream import ShardStream
+from foundation.files import write_json
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -189,9 +190,9 @@ def run(args) -> dict:
         mine = state["ranks"][str(rank)]
         result["position_matches_count"] = ledger.taken == [
             _taken(mine["readers"].get(str(r))) for r in range(len(shares))]
-        _write_json(out / f"noted-rank{rank}.json", [b.source for b in itertools.islice(batches, args.check)])
+        write_json(out / f"noted-rank{rank}.json", [b.source for b in itertools.islice(batches, args.check)])
         if rank == 0:
-            _write_json(out / "state.json", state)
+            write_json(out / "state.json", state)
     if args.mode == "tail":
         result["resumed_equal"] = check == noted
         result["resumed_compared_batches"] = len(check)
@@ -229,12 +230,6 @@ def _taken(reader_state: dict | None) -> int:
     return taken if epoch == 0 else 2**62
 
 
-def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
 @entry_point
 def main() -> None:
     started = time.time()
@@ -256,7 +251,7 @@ def main() -> None:
     args.started = started
     dist.init_process_group("gloo")
     result = run(args)
-    _write_json(Path(args.out) / f"{args.mode}{args.tag}-rank{result['rank']}.json", result)
+    write_json(Path(args.out) / f"{args.mode}{args.tag}-rank{result['rank']}.json", result)
     dist.barrier()
     dist.destroy_process_group()
 

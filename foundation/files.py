@@ -1,12 +1,13 @@
 """Writing a file so that a crash never leaves half of it under its real name.
 
-Every writer of a result (model, checkpoint, shard manifest, report, trajectory) goes through
-`replacing`: it writes a temp file beside the target and renames it into place only when the
-write finished, so a reader sees the old file or the new one, never a truncated one.
+Every writer of a result (model, checkpoint, shard manifest, report, trajectory, JSON results)
+goes through `replacing`: it writes a temp file beside the target and renames it into place only
+when the write finished, so a reader sees the old file or the new one, never a truncated one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -47,3 +48,15 @@ def write_text_atomic(path: str | os.PathLike, text: str, durable: bool = False)
     with replacing(path, durable=durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_json(path: str | os.PathLike, value, durable: bool = False) -> Path:
+    """`value` as indented JSON (one helper for every results file: recipes, benchmarks, pipelines),
+    written atomically. Numbers from numpy or torch are written as numbers, paths as strings."""
+    return write_text_atomic(path, json.dumps(value, indent=1, default=_plain) + "\n", durable=durable)
+
+
+def _plain(value):
+    if hasattr(value, "tolist"):  # numpy and torch scalars and arrays
+        return value.tolist()
+    return str(value)

@@ -32,7 +32,8 @@ from pathlib import Path
 from foundation.errors import entry_point
 from foundation.data.sample import Sample
 from foundation.errors import UserError
-from foundation.pipelines.active.ledger import Ledger, once, write_json
+from foundation.pipelines.active.ledger import Ledger, once
+from foundation.files import write_json
 from foundation.pipelines.active.oracle import LookupOracle, PySCFOracle, labelled_samples
 from foundation.pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
 from foundation.pipelines.active.select import STRATEGIES, SelectConfig

@@ -5,7 +5,6 @@ module here that strings trainings together."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -78,13 +77,3 @@ def _fmt(value) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
-
-
-def write_json(path: str | os.PathLike, data) -> Path:
-    return write_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")
-
-
-def _json_default(value):
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 from foundation.errors import entry_point
 from foundation.errors import UserError
-from foundation.recipes.common import markdown_table, write_json
+from foundation.recipes.common import markdown_table
+from foundation.files import write_json
 from foundation.train.run import train
 from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder

@@ -23,8 +23,9 @@ import numpy as np
 from foundation.errors import entry_point
 from foundation.evaluation import metrics
 from foundation.evaluation.per_molecule import by_size, heavy_atoms
+from foundation.files import write_json
 
-from .common import CC, DFT, embedded_samples, write_json
+from .common import CC, DFT, embedded_samples
 
 MP2 = "mp2_ccpvdz"
 LABELS = Path(__file__).resolve().parent.parent / "data_pipelines" / "frontier" / "labels"

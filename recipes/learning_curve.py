@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from foundation.errors import entry_point
-from foundation.recipes.common import CC, embedded_samples, evaluate_models, write_json
+from foundation.recipes.common import CC, embedded_samples, evaluate_models
+from foundation.files import write_json
 from foundation.recipes.jobs import train_all
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 from foundation.recipes.transfer import is_ensemble

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from foundation.errors import entry_point
-from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, write_atomic, write_json
+from foundation.recipes.common import CC, embedded_samples, evaluate_models, markdown_table, write_atomic
+from foundation.files import write_json
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 

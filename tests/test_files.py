@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from foundation.files import replacing, write_text_atomic
+from foundation.files import replacing, write_json, write_text_atomic
 
 
 def test_a_finished_write_replaces_the_file_with_the_permissions_open_would_give(tmp_path):
@@ -31,3 +31,15 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
             raise RuntimeError("killed mid-write")
     assert target.read_text(encoding="utf-8") == "old ✓"
     assert [p.name for p in tmp_path.iterdir()] == ["report.md"]
+
+
+def test_write_json_writes_numpy_and_torch_numbers_as_numbers_and_paths_as_strings(tmp_path):
+    import json
+
+    import numpy as np
+    import torch
+
+    value = {"mae": np.float32(0.5), "counts": np.arange(3), "loss": torch.tensor(2.0), "run": tmp_path / "run"}
+    path = write_json(tmp_path / "out" / "results.json", value)
+    assert json.loads(path.read_text()) == {"mae": 0.5, "counts": [0, 1, 2], "loss": 2.0, "run": str(tmp_path / "run")}
+    assert path.read_text().endswith("}\n") and [p.name for p in path.parent.iterdir()] == ["results.json"]

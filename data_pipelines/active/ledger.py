@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from foundation.files import write_text_atomic as write_atomic
+from foundation.files import write_json, write_text_atomic as write_atomic
 from foundation.errors import UserError
 
 RESUMABLE_CHANGES = ("rounds",)  # settings a resumed loop may change (e.g. run more rounds)
@@ -63,7 +63,3 @@ def once(path: Path, make: Callable[[], dict]) -> dict:
     value = make()
     write_json(path, value)
     return value
-
-
-def write_json(path: Path, value) -> None:
-    write_atomic(Path(path), json.dumps(value, indent=1) + "\n")

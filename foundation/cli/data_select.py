@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from foundation.errors import UserError
+from foundation.files import write_json
 
 
 def add_parser(actions) -> None:
@@ -77,7 +78,7 @@ def run(args) -> int:
     picked = pick(pool, config, model, head=args.head, reference=labelled, forces=not args.no_forces)
     out = write_structures(args.out, picked.samples, picked.pick_info())
     scores = Path(args.scores) if args.scores else out.with_name(out.name + ".scores.json")
-    _write_json(scores, {"settings": {k: v for k, v in vars(args).items() if k != "func"},
+    write_json(scores, {"settings": {k: v for k, v in vars(args).items() if k != "func"},
                          "n_pool": len(pool), "picked": [pool[i].source for i in picked.selection.indices],
                          "candidates": picked.rows})
     print(f"picked {len(picked.samples)} of {len(pool)} candidates ({config.strategy}"
@@ -114,9 +115,3 @@ def _read_smiles(path: str) -> list[tuple[str, str]]:
     from foundation.cli.data_label import _read_smiles as read
 
     return read(path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from foundation.pipelines.active.ledger import write_json
-
-    write_json(path, data)

@@ -1,15 +1,19 @@
 """Which transfer recipe, chosen on the validation molecules: each candidate recipe starts from
 the same pretrained model (member 0 of an ensemble: a member is a network, and what a recipe
-does to one member it does to each), is trained on the CC training molecules, and is scored on
-the CC *validation* molecules by relative energies, what conformer rankings and dynamics depend
-on. The test molecules are never looked at here.
+does to one member it does to each), is trained on the CC training molecules with `seeds` seeds,
+and is scored on validation molecules by relative energies, what conformer rankings and dynamics
+depend on, averaged over the seeds (one seed's luck decided earlier choices by 0.03 kcal/mol).
+The choice is made on the first of `splits` that has labels: by default the frontier validation
+molecules (5-7 heavy atoms, larger than any CC training molecule: where a transfer forgets), then
+the embedded validation molecules. The test molecules are never looked at here.
 
-    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [--fresh] [overrides…]
+    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [--seeds 3] [--fresh] [overrides…]
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import sys
@@ -22,6 +26,34 @@ from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 
 CANDIDATES = ("finetune", "multihead", "delta")
 METRIC = "relative_energy_rmse_kcal_mol"
+SPLITS = ("frontier_val", "val")  # the choice is made on the first that has CC labels
+
+
+def validation_samples(split: str) -> list:
+    """CC-labelled structures of a validation split: the frontier set's or the embedded set's."""
+    if split.startswith("frontier"):
+        from foundation.recipes.frontier import frontier_samples
+
+        return frontier_samples(split)
+    return embedded_samples(split, CC)
+
+
+def has_relative_energies(samples: Sequence) -> bool:
+    """A molecule with two labelled structures: the least that scores relative energies (a
+    labelling run in progress may have one conformer of each)."""
+    counts = collections.Counter(s.molecule for s in samples)
+    return any(n > 1 for n in counts.values())
+
+
+def run_name(recipe: str, seed: int) -> str:
+    return f"choose_{recipe}" if seed == 0 else f"choose_{recipe}_seed{seed}"
+
+
+def mean_scores(per_seed: list[dict]) -> dict:
+    """The seeds' mean of every number in their metrics, and the choice metric of each seed."""
+    keys = [k for k, v in per_seed[0].items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return {k: float(sum(m[k] for m in per_seed) / len(per_seed)) for k in keys} | {
+        "per_seed": [m.get(METRIC) for m in per_seed]}
 
 
 def is_ensemble(source: str | os.PathLike) -> bool:
@@ -31,14 +63,28 @@ def is_ensemble(source: str | os.PathLike) -> bool:
 
 
 def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, overrides: Sequence[str] = (),
-            quiet: bool = True) -> dict[str, dict]:
-    """{recipe: {"model": path, "validation": metrics on the CC validation molecules}}."""
+            quiet: bool = True, seeds: int = 1, splits: Sequence[str] = SPLITS) -> dict[str, dict]:
+    """{recipe: {"model": seed 0's path, "models", "validation": the seeds' mean metrics on the
+    choice split, "splits": {split: mean metrics} for every split with labels, "choice_split"}}."""
     member = ["trainer.init_member=0"] if is_ensemble(source) else []
-    jobs = [(recipe, str(source), [*overrides, f"name=choose_{recipe}", *member]) for recipe in recipes]
-    runs = {recipe: {"model": result.model_path, "status": result.status, "step": result.step}
-            for recipe, result in zip(recipes, train_all(jobs, quiet))}
-    scores = evaluate_models({r: v["model"] for r, v in runs.items()}, embedded_samples("val", CC), CC)
-    return {r: v | {"validation": scores[r]} for r, v in runs.items()}
+    jobs = [(recipe, str(source), [*overrides, f"name={run_name(recipe, seed)}", f"trainer.seed={seed}", *member])
+            for recipe in recipes for seed in range(seeds)]
+    results = train_all(jobs, quiet)
+    samples = {split: got for split in splits if has_relative_energies(got := validation_samples(split))}
+    if not samples:
+        from foundation.errors import UserError
+
+        raise UserError(f"no CC-labelled validation structures in any of {', '.join(splits)}")
+    choice_split = next(iter(samples))
+    out = {}
+    for i, recipe in enumerate(recipes):
+        runs = results[i * seeds:(i + 1) * seeds]
+        models = {str(seed): run.model_path for seed, run in enumerate(runs)}
+        by_split = {split: mean_scores(list(evaluate_models(models, got, CC).values())) for split, got in samples.items()}
+        out[recipe] = {"model": runs[0].model_path, "models": [str(p) for p in models.values()],
+                       "status": runs[0].status, "step": runs[0].step, "validation": by_split[choice_split],
+                       "splits": by_split, "choice_split": choice_split}
+    return out
 
 
 def choose(compared: dict[str, dict], metric: str = METRIC) -> str:
@@ -55,17 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--from", dest="source", default="ani-1x", help="the pretrained model (name, file or run)")
     parser.add_argument("--recipes", default=",".join(CANDIDATES), help="comma-separated candidate recipes")
+    parser.add_argument("--seeds", type=int, default=3, help="trainings per recipe; the choice is on their mean")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every candidate, e.g. out_dir=runs/choose")
     add_fresh_argument(parser)
     args = parser.parse_args(argv)
     recipes = [r for r in args.recipes.split(",") if r]
     run_dir, _, resume = run_folder(None, args.overrides)  # the candidates are <out_dir>/choose_<recipe>
-    rerun = None if resume else Rerun([run_dir.parent / f"choose_{r}" for r in recipes], argv, args.fresh)
+    folders = [run_dir.parent / run_name(r, seed) for r in recipes for seed in range(args.seeds)]
+    rerun = None if resume else Rerun(folders, argv, args.fresh)
     if rerun is not None and rerun.done:
         return 0
-    compared = compare(args.source, recipes, args.overrides, quiet=True)
-    summary = (markdown_table({r: v["validation"] for r, v in compared.items()})
-               + f"\nchosen on the validation molecules: {choose(compared)}")
+    compared = compare(args.source, recipes, args.overrides, quiet=True, seeds=args.seeds)
+    split = next(iter(compared.values()))["choice_split"]
+    summary = "\n".join(f"{s} (mean of {args.seeds} seeds):\n" + markdown_table({r: v["splits"][s] for r, v in compared.items()})
+                        for s in next(iter(compared.values()))["splits"])
+    summary += f"\nchosen on {split}: {choose(compared)}"
     print(summary)
     if rerun is not None:
         rerun.finish(summary)

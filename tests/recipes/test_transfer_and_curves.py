@@ -24,6 +24,26 @@ def test_choose_takes_the_lowest_validation_error_and_never_a_missing_one():
     assert transfer.choose(scores) == "finetune"  # a tie goes to the earlier candidate
 
 
+def test_seeds_are_averaged_and_a_split_needs_two_conformers_of_a_molecule():
+    from foundation.data.sample import Sample
+
+    per_seed = [{transfer.METRIC: 2.0, "n_structures": 10, "head": "cc"}, {transfer.METRIC: 3.0, "n_structures": 10, "head": "cc"}]
+    assert transfer.mean_scores(per_seed) == {transfer.METRIC: 2.5, "n_structures": 10.0, "per_seed": [2.0, 3.0]}
+    one = lambda name: Sample([1, 1], [[0, 0, 0], [0, 0, 0.74]], {CC: -1.0}, molecule=name)  # noqa: E731
+    assert not transfer.has_relative_energies([one("a"), one("b")])
+    assert transfer.has_relative_energies([one("a"), one("b"), one("a")])
+    assert transfer.run_name("finetune", 0) == "choose_finetune" and transfer.run_name("finetune", 2) == "choose_finetune_seed2"
+
+
+def test_compare_trains_each_recipe_with_each_seed_and_chooses_on_the_first_labelled_split(pretrained_ensemble, tiny, runs_dir):
+    compared = transfer.compare(str(pretrained_ensemble), ("finetune",), [*tiny, "trainer.max_steps=4"], seeds=2,
+                                splits=("no_such_split", "val"))
+    row = compared["finetune"]
+    assert row["choice_split"] == "val" and list(row["splits"]) == ["val"] and len(row["models"]) == 2
+    assert len(row["validation"]["per_seed"]) == 2
+    assert row["validation"][transfer.METRIC] == pytest.approx(sum(row["validation"]["per_seed"]) / 2)
+
+
 def test_subsets_grow_nested_by_structures_and_by_whole_molecules():
     samples = embedded_samples("train", CC)
     by_structures = learning_curve.subsets(samples, "structures", (0.25, 1.0))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from foundation.data import resplit
+from foundation.data import stream_position
 from foundation.data.ase_io import ON_ERROR, read_samples
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
@@ -185,7 +185,7 @@ class InMemoryStream:
     from position `rank`, so ranks are disjoint; batches are then filled up to the atom budget.
     The position is (epoch, batches consumed), which is all resume needs to be exact; resumed on
     another number of ranks, the structures no rank had taken in the epochs under way are dealt
-    out (a plan per epoch, `resplit.py`), none repeated or skipped."""
+    out (a plan per epoch, `stream_position.py`), none repeated or skipped."""
 
     def __init__(self, samples: Sequence[Sample], max_atoms: int, fidelities: Sequence[str], seed: int,
                  rank: int = 0, world_size: int = 1, dtype: torch.dtype = torch.float32):
@@ -228,7 +228,7 @@ class InMemoryStream:
         order, left = self._order(epoch), range(len(self.samples))
         plan = self.plans.get(str(epoch))
         if plan is not None:
-            left = list(resplit.left(plan, left))
+            left = list(stream_position.left(plan, left))
         mine = left[rank::world_size]
         groups = group_by_atoms((_Positioned(self.samples[order[p]], p) for p in mine), self.max_atoms)
         return [[s.position for s in group] for group in groups]
@@ -273,11 +273,11 @@ class InMemoryStream:
                 if e >= epoch:
                     share = self._share(epoch, r, old_world)
                     taken.update(p for group in (share if e > epoch else share[:b]) for p in group)
-            base = self.plans.get(str(epoch), resplit.NONE)
-            plans[str(epoch)] = resplit.consumed(base["prefix"], [*base["extra"], *taken])
+            base = self.plans.get(str(epoch), stream_position.NONE)
+            plans[str(epoch)] = stream_position.consumed(base["prefix"], [*base["extra"], *taken])
         self.plans, self.epoch, self.batches = plans, first, 0
         span = f"epoch {first}" if first == last else f"epochs {first}-{last}"
-        self.resplit = resplit.describe(f"{old_world} rank(s)", f"{self.world_size}", [span])
+        self.resplit = stream_position.describe(f"{old_world} rank(s)", f"{self.world_size}", [span])
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,7 @@ Batches, not samples, cross the DataLoader worker boundary. Every random choice 
 position. The position is small: per reader the number of draws and, per key, (epoch, records
 taken in that epoch); restoring replays at most one epoch of one reader's records without building
 batches, and whole epochs are skipped without reading anything. A position saved by another number
-of ranks or workers is re-split (`resplit.py`): what no reader had delivered of the epochs under
+of ranks or workers is re-split (`stream_position.py`): what no reader had delivered of the epochs under
 way is shared out over the new readers, so each sample is still delivered once per epoch.
 
 Mixing keeps a separate stream per fidelity, of every sample labelled at it, each cycling at its
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from foundation.data.batch import AtomsBatch, collate
 from foundation.data.batching import batches_by_atoms, group_by_atoms
-from foundation.data.resplit import left, plan_parts, resplit_readers
+from foundation.data.stream_position import left, plan_parts, resplit_readers
 from foundation.data.shards.manifest import Manifest, load_manifest
 from foundation.data.shards.reader import (Reader, check_on_error, checked_sample, epoch_records, iter_samples,
                                           seed_from)
@@ -79,7 +79,7 @@ class StreamSpec:
 
 class _KeyStream:
     """One mix key's endless records for one reader; `position` = (epoch, records taken in it).
-    An epoch with a plan (a position re-split from another layout, `resplit.py`) is the rest of
+    An epoch with a plan (a position re-split from another layout, `stream_position.py`) is the rest of
     the logical readers the plan gives this reader; `parts` counts what it took of each, and
     `done` keeps those counts of the planned epochs it finished (for a further re-split)."""
 
@@ -173,7 +173,7 @@ class _ReaderPipeline:
     def position(self) -> dict:
         position = {"drawn": self.drawn, "failed": dict(self.failed), "skipped": self.skipped,
                     "streams": {s.key: list(s.position) for s in self.streams}}
-        if any(s.plans for s in self.streams):  # a re-split position (resplit.py)
+        if any(s.plans for s in self.streams):  # a re-split position (stream_position.py)
             position |= {"plans": {s.key: s.plans for s in self.streams},
                          "parts": {s.key: list(s.parts) for s in self.streams},
                          "done": {s.key: dict(s.done) for s in self.streams}}
@@ -328,7 +328,7 @@ class ShardStream:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a position saved by `state_dict`. Saved by another number of ranks or workers, it
-        is re-split (`resplit.py`): the samples not yet delivered in the epochs under way are shared
+        is re-split (`stream_position.py`): the samples not yet delivered in the epochs under way are shared
         out over this layout, none repeated or skipped, and `self.resplit` says so in one line."""
         mine = self._identity()
         differ = [k for k in mine if k not in _LAYOUT and state.get(k) != mine[k]]

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from foundation.data import resplit
+from foundation.data import stream_position
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.data.stream import ShardStream
@@ -128,8 +128,8 @@ def _first(stream, n):
 
 
 def test_consumed_sets_stay_small():
-    c = resplit.advance(resplit.consumed(), 2, [5, 7])  # two sub-readers dealt items alternately
+    c = stream_position.advance(stream_position.consumed(), 2, [5, 7])  # two sub-readers dealt items alternately
     assert c == {"prefix": 10, "extra": [11, 13], "all": False}
-    assert list(resplit.left(c, range(16))) == [10, 12, 14, 15]
-    assert resplit.advance(c, 1, [None])["all"]
-    assert resplit.parts(1, 4, 2) == [(1, 0, 1), (3, 0, 1)] and resplit.parts(3, 2, 5) == [(1, 1, 2)]
+    assert list(stream_position.left(c, range(16))) == [10, 12, 14, 15]
+    assert stream_position.advance(c, 1, [None])["all"]
+    assert stream_position.parts(1, 4, 2) == [(1, 0, 1), (3, 0, 1)] and stream_position.parts(3, 2, 5) == [(1, 1, 2)]

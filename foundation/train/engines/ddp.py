@@ -6,7 +6,7 @@ so every rank takes the same step. gloo on CPU, NCCL on GPUs.
 
 The checkpointed state is the single engine's (model, optimiser), so a run can be resumed on
 another number of ranks or in one process: the data position is then re-split, every sample
-still delivered once per epoch (foundation/data/resplit.py)."""
+still delivered once per epoch (foundation/data/stream_position.py)."""
 
 from __future__ import annotations
 

@@ -43,3 +43,12 @@ def test_a_resumed_run_keeps_the_first_start_as_its_anchor(tiny_run):
     second.train()
     for name, p in straight.model.state_dict().items():
         assert torch.equal(p, second.model.state_dict()[name]), name
+
+
+def test_the_l2sp_recipe_is_finetune_with_a_pull_instead_of_frozen_layers():
+    from foundation.train.compose import load_run_config
+
+    plain = load_run_config(["recipe=finetune", "trainer.init_from=ani-1x"])
+    l2sp = load_run_config(["recipe=finetune_l2sp", "trainer.init_from=ani-1x"])
+    assert l2sp.trainer.l2sp > 0 and l2sp.trainer.freeze == [] and plain.trainer.l2sp == 0
+    assert (l2sp.trainer.lr, l2sp.data.fidelities) == (plain.trainer.lr, plain.data.fidelities)

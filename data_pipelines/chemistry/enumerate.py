@@ -38,24 +38,33 @@ UNSTABLE = ("[CX2]#[CX2]-[!#6;!#1]", "[CX3]=[CX3]-[OX2H1]", "[CX3]=[CX3]-[NX3;H1
             "[CX4]([OX2,NX3])[OX2,NX3]", "[!#6]-[NX2]=[OX1]", "[CX3]=[CX3]-[NX2]=[OX1]")
 MAX_HEAVY = 6
 ELEMENTS = {1, 6, 7, 8}
+# For sets of larger molecules (up to 8 heavy atoms, the MP2 rung): longer, branched and cyclic
+# substituents, longer linkers and a para-phenylene one.
+LARGE_SUBSTITUENTS = ("CCCC", "CC(C)C", "C(C)(C)C", "CCC=C", "CC1CC1", "C1CCC1", "C1CCCC1", "c1ccccc1")
+LARGE_LINKERS = ("CCC", "CCCC", "C(C)C", "CC(C)C", "c1ccc(cc1)")
 
 
-def raw_products() -> list[str]:
-    """Every SMILES the three generators write, before sanitising (duplicates included)."""
-    out = [g.format(R=r, S=s) for g, r, s in itertools.product(GROUPS, SUBSTITUENTS, SECOND)]
-    out += [f"{a}{link}{b}" for a, link, b in itertools.product(ENDS, LINKERS, ENDS)]
+def raw_products(large: bool = False) -> list[str]:
+    """Every SMILES the three generators write, before sanitising (duplicates included); `large`
+    adds the longer substituents and linkers."""
+    substituents = SUBSTITUENTS + (LARGE_SUBSTITUENTS if large else ())
+    linkers = LINKERS + (LARGE_LINKERS if large else ())
+    out = [g.format(R=r, S=s) for g, r, s in itertools.product(GROUPS, substituents, SECOND)]
+    out += [f"{a}{link}{b}" for a, link, b in itertools.product(ENDS, linkers, ENDS)]
     out += list(RINGS) + [f"C{r}" for r in RINGS if not r.startswith("O=")]
+    if large:
+        out += [f"CC{r}" for r in RINGS if not r.startswith("O=")] + [f"C{r}" for r in RINGS if r.startswith("c")]
     return out
 
 
-def canonical(smiles: str) -> str | None:
+def canonical(smiles: str, max_heavy: int = MAX_HEAVY) -> str | None:
     """RDKit's canonical SMILES without stereo, or None unless the molecule is a neutral
-    closed-shell H/C/N/O molecule of 1..MAX_HEAVY heavy atoms."""
+    closed-shell H/C/N/O molecule of 1..max_heavy heavy atoms."""
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromSmiles(smiles)
-    if mol is None or not 1 <= mol.GetNumHeavyAtoms() <= MAX_HEAVY:
+    if mol is None or not 1 <= mol.GetNumHeavyAtoms() <= max_heavy:
         return None
     if Chem.GetFormalCharge(mol) != 0 or any(a.GetNumRadicalElectrons() for a in mol.GetAtoms()):
         return None
@@ -67,6 +76,6 @@ def canonical(smiles: str) -> str | None:
     return Chem.MolToSmiles(mol)
 
 
-def enumerate_molecules() -> list[str]:
+def enumerate_molecules(max_heavy: int = MAX_HEAVY, large: bool = False) -> list[str]:
     """The distinct canonical SMILES of the product, sorted."""
-    return sorted({c for c in map(canonical, raw_products()) if c})
+    return sorted({c for s in raw_products(large) if (c := canonical(s, max_heavy))})

@@ -43,7 +43,7 @@ def snapshot_data(work: Path) -> Path:
     """A verified copy of the embedded shards: the labeller keeps adding to (and rebuilding) them,
     and one experiment must see one dataset throughout."""
     from foundation.data.shards.manifest import verify_shards
-    from foundation.data.embedded_data import EMBEDDED_DIR
+    from foundation.data.sources.embedded import EMBEDDED_DIR
     from foundation.errors import DataError
 
     dest = work / "data"

@@ -19,7 +19,7 @@ def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:
     """The embedded dataset's `split`, only structures labelled at `fidelity` if given."""
     from foundation.data.shards.manifest import load_manifest
     from foundation.data.shards.reader import iter_samples
-    from foundation.data.embedded_data import EMBEDDED_DIR
+    from foundation.data.sources.embedded import EMBEDDED_DIR
 
     samples = iter_samples(load_manifest(EMBEDDED_DIR), split)
     return [s for s in samples if fidelity is None or fidelity in s.energies]

@@ -104,7 +104,7 @@ def xyz_path(molecules_xyz):
 
 def file_data(path, **kw):
     """The tiny runs' data: `path` (an extxyz file) with the harmonic labels as FIDELITY."""
-    from foundation.data.memory import FileDataConfig
+    from foundation.data.sources.in_memory import FileDataConfig
 
     return FileDataConfig(**{"path": str(path), "energy_key": "REF_energy", "forces_key": "REF_forces",
                              "fidelity": FIDELITY, "max_atoms_per_batch": 48, "split": "conformer", **kw})

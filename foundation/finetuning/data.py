@@ -35,7 +35,7 @@ class UserDataConfig:
     group_key: str = AUTO  # auto | bonds | an info key naming each structure's molecule
 
     def __post_init__(self):
-        from foundation.data.memory import SPLITS
+        from foundation.data.sources.in_memory import SPLITS
         from foundation.models.base import check_head_name
         from foundation.train.config import check_types
 
@@ -60,7 +60,7 @@ class UserDataConfig:
     def build(self):
         import torch
 
-        from foundation.data.memory import AUTO_MIN_MOLECULES, InMemoryData
+        from foundation.data.sources.in_memory import AUTO_MIN_MOLECULES, InMemoryData
         from foundation.data.split import split_by_conformer, split_by_molecule
 
         if not self.samples:

@@ -12,7 +12,7 @@ import numpy as np
 
 from foundation.files import replacing, write_text_atomic
 from foundation.data.elements import symbol
-from foundation.data.memory import AUTO_MIN_MOLECULES
+from foundation.data.sources.in_memory import AUTO_MIN_MOLECULES
 from foundation.data.molecules import hill_formula
 from foundation.units import EV_TO_KCAL_MOL
 

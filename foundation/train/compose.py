@@ -94,8 +94,23 @@ def instantiate(node: dict | None, where: str, default: type | None = None):
     return cls(**fields)
 
 
-def _import(target: str, where: str):
+# Modules whose config classes moved (issue 30). A saved config (a run's config.yaml, a training
+# checkpoint's run config, a site's own config tree) names the class where it was: it still loads.
+MOVED = {
+    "foundation.data.memory": "foundation.data.sources.in_memory",
+    "foundation.data.shards_module": "foundation.data.sources.shards",
+    "foundation.data.embedded_data": "foundation.data.sources.embedded",
+}
+
+
+def current_target(target: str) -> str:
+    """`target` with a moved module replaced by where it lives now."""
     module, _, name = str(target).rpartition(".")
+    return f"{MOVED[module]}.{name}" if module in MOVED else str(target)
+
+
+def _import(target: str, where: str):
+    module, _, name = current_target(target).rpartition(".")
     if not module.startswith("foundation."):
         raise UserError(f"{where}._target_={target!r}: only Foundation's own configs may be named")
     try:

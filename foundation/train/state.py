@@ -53,4 +53,8 @@ def config_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
     if isinstance(old, dict) and isinstance(new, dict):
         return [change for key in sorted(set(old) | set(new), key=str)
                 for change in config_changes(old.get(key), new.get(key), f"{prefix}{key}.")]
+    if prefix.endswith("_target_."):  # a config saved before its class moved names it where it was
+        from foundation.train.compose import current_target
+
+        old, new = (current_target(v) if isinstance(v, str) else v for v in (old, new))
     return [] if old == new else [prefix.rstrip(".")]

@@ -9,11 +9,11 @@ from collections import Counter
 import pytest
 import torch
 
-from foundation.data.module import BatchStream, DataModule
+from foundation.data.sources.protocol import BatchStream, DataModule
 from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import Reader, epoch_records
 from foundation.data.shards.writer import write_shards
-from foundation.data.shards_module import ShardDataConfig
+from foundation.data.sources.shards import ShardDataConfig
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
 from foundation.pipelines.synthetic import CC, DFT, synthetic_samples

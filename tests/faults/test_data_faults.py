@@ -19,7 +19,7 @@ from foundation.data.ase_io import samples_to_atoms, write_extxyz
 from foundation.data.sample import Sample
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import ShardWriter, write_shards
-from foundation.data.shards_module import ShardDataConfig
+from foundation.data.sources.shards import ShardDataConfig
 from foundation.data.stream import ShardStream, single_pass
 from foundation.errors import DataError, UserError
 from foundation.pipelines.synthetic import DFT, synthetic_samples

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from foundation.data.memory import FileDataConfig
+from foundation.data.sources.in_memory import FileDataConfig
 from foundation.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
 
 SHIPPED = "ani-cc-mini"

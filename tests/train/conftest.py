@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from foundation.data.memory import FileDataConfig
+from foundation.data.sources.in_memory import FileDataConfig
 
 
 @dataclasses.dataclass

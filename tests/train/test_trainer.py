@@ -13,9 +13,9 @@ import torch
 from safetensors.torch import load_file
 
 from foundation.data.ase_io import write_extxyz
-from foundation.data.memory import FileDataConfig
+from foundation.data.sources.in_memory import FileDataConfig
 from foundation.data.sample import Sample
-from foundation.data.shards_module import ShardDataConfig
+from foundation.data.sources.shards import ShardDataConfig
 from foundation.errors import UserError
 from foundation.loading import load_model
 from foundation.train.checkpoint import list_checkpoints

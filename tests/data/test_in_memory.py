@@ -7,8 +7,8 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from foundation.data.ase_io import write_extxyz
-from foundation.data.memory import FileDataConfig, InMemoryData, InMemoryStream, merge_fidelities
-from foundation.data.module import BatchStream, DataModule
+from foundation.data.sources.in_memory import FileDataConfig, InMemoryData, InMemoryStream, merge_fidelities
+from foundation.data.sources.protocol import BatchStream, DataModule
 from foundation.data.sample import Sample
 from foundation.errors import DataError, UserError
 

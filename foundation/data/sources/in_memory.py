@@ -140,7 +140,7 @@ def merge_fidelities(samples: Sequence[Sample]) -> list[Sample]:
 
 
 class InMemoryData:
-    """The `DataModule` over samples in memory (see `foundation.data.module`)."""
+    """The `DataModule` over samples in memory (see `foundation.data.sources.protocol`)."""
 
     def __init__(self, train: Sequence[Sample], val: Sequence[Sample], test: Sequence[Sample] = (),
                  max_atoms_per_batch: int = 512, dtype: torch.dtype = torch.float32,

@@ -75,7 +75,7 @@ class ShardDataConfig:
 
 
 class ShardData:
-    """The `DataModule` over a shard set (see `foundation.data.module`). `manifest_hash` (the
+    """The `DataModule` over a shard set (see `foundation.data.sources.protocol`). `manifest_hash` (the
     sha256 of manifest.json) is the training-data hash that checkpoints record."""
 
     def __init__(self, manifest: Manifest, config: ShardDataConfig):

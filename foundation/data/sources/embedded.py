@@ -8,7 +8,7 @@ import dataclasses
 from importlib import resources
 from pathlib import Path
 
-from foundation.data.shards_module import ShardDataConfig
+from foundation.data.sources.shards import ShardDataConfig
 
 # Package data installed as files (wheel or editable), so a real folder.
 EMBEDDED_DIR = Path(str(resources.files("foundation.data") / "embedded"))

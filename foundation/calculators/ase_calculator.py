@@ -15,7 +15,9 @@ count (OMP_NUM_THREADS, FOUNDATION_THREADS, `foundation --threads`, `torch.set_n
 
 Positions and cell are checked first (`foundation.data.geometry`): NaN, inf, an atom more than
 1e4 Å from the origin or a singular periodic cell raise `foundation.errors.BadStructureError`, a
-`ValueError` naming the atom.
+`ValueError` naming the atom. Then the structure's charge and spin multiplicity (`atoms.info`
+keys `charge` and `spin`; a neutral singlet without them): one the model was not trained on raises
+`foundation.models.states.UnsupportedStateError` (a `ValueError` too), never a silent prediction.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from foundation.data.batch import collate
+from foundation.data.electrons import from_info
 from foundation.data.geometry import check_geometry
 from foundation.data.sample import Sample
 from foundation.dtypes import torch_dtype
+from foundation.models.states import check_state
 from foundation.threads import fit_system
 
 
@@ -63,6 +67,13 @@ class FoundationCalculator(Calculator):
             (["energy_uncertainty"] if self.is_ensemble else [])
         self._threads_for: int | None = None  # the system size the thread count was fitted to
 
+    def check_state(self, atoms) -> None:
+        """Raise `UnsupportedStateError` when the charge and spin multiplicity of `atoms` (info keys
+        `charge`, `spin`) are not among those the model was trained on."""
+        where = f"atoms {atoms.get_chemical_formula()}"
+        charge, multiplicity = from_info(atoms.info, atoms.numbers, where)
+        check_state(self.model, charge, multiplicity, where)
+
     def get_energy_uncertainty(self, atoms=None) -> float:
         """The ensemble's spread (eV) for `atoms`; only for ensemble models."""
         return self.get_property("energy_uncertainty", atoms)
@@ -80,6 +91,7 @@ class FoundationCalculator(Calculator):
         # BadStructureError (a ValueError): an optimiser or MD run stops on it, cleanly, instead of
         # the neighbour list or a NaN gradient taking the process down
         check_geometry(atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc, where)
+        self.check_state(atoms)
         sample = Sample(atoms.numbers, atoms.positions, cell=np.asarray(atoms.cell), pbc=atoms.pbc, source=where)
         batch = collate([sample], fidelities=[], dtype=self.model.dtype).to(self.device)
         leaf = batch.positions.detach().requires_grad_(True)

@@ -11,6 +11,8 @@ import math
 import os
 import sys
 import warnings
+
+from foundation.cli.units import add_unit_arguments
 from foundation.files import write_text_atomic
 
 ROWS = [  # (result key, label, unit, format)
@@ -27,11 +29,12 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="score a model on labelled structures",
         description="Energy and force errors of a model on a labelled file (anything ASE reads). "
-                    "Energies in eV, forces in eV/Å.")
+                    "Energies in eV and forces in eV/Å unless --energy-unit / --length-unit say otherwise.")
     parser.add_argument("--model", required=True, help="registry name (e.g. ani-1x), .safetensors model, training checkpoint, run directory or URL")
     parser.add_argument("--data", required=True, help="labelled structures (extxyz, ASE db, ...)")
-    parser.add_argument("--energy-key", required=True, help="key of the reference energies (eV)")
-    parser.add_argument("--forces-key", default=None, help="key of the reference forces (eV/Å)")
+    parser.add_argument("--energy-key", required=True, help="key of the reference energies")
+    parser.add_argument("--forces-key", default=None, help="key of the reference forces (energy unit / length unit)")
+    add_unit_arguments(parser)
     parser.add_argument("--head", default=None, help="model head (fidelity) to evaluate (default: the model's default head)")
     parser.add_argument("--index", default=":", help="which structures, ASE syntax (default ':')")
     parser.add_argument("--per-molecule", action="store_true",
@@ -57,7 +60,8 @@ def run(args) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         samples = read_samples(args.data, args.energy_key, args.forces_key, fidelity=args.head or "reference",
-                               index=args.index, on_error=args.on_error, skipped=skipped)
+                               index=args.index, on_error=args.on_error, skipped=skipped,
+                               energy_unit=args.energy_unit, length_unit=args.length_unit)
     for w in caught:
         print(f"foundation evaluate: warning: {w.message}", file=sys.stderr)
     device = args.device
@@ -78,7 +82,8 @@ def run(args) -> int:
         print(format_by_size(result["by_heavy_atoms"]))
     if args.json:
         record = {"model": str(args.model), "data": str(args.data), "energy_key": args.energy_key,
-                  "forces_key": args.forces_key, "index": args.index, **result}
+                  "forces_key": args.forces_key, "energy_unit_given": args.energy_unit or "eV",
+                  "length_unit_given": args.length_unit, "index": args.index, **result}
         write_json(args.json, record)
         print(f"wrote {args.json}")
     return 0

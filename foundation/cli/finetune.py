@@ -12,6 +12,8 @@ import argparse
 import sys
 import warnings
 
+from foundation.cli.units import add_unit_arguments
+
 EPILOG = """what it does: tells molecules apart (by an info key such as 'molecule' when the file
 has one, else by formula and bonds), splits train/validation (by molecule, or by conformer for
 conformers of fewer than 10 molecules), adds a head for the fidelity (copied from the model's
@@ -36,12 +38,13 @@ def add_parser(subparsers) -> None:
         "finetune", help="fine-tune a pretrained model on your labelled structures",
         usage="foundation finetune --model MODEL --data FILE --energy-key KEY [options] [KEY=VALUE ...]",
         description="Fine-tune a pretrained model on labelled structures (anything ASE reads). "
-                    "Energies in eV, forces in eV/Å.",
+                    "Energies in eV and forces in eV/Å unless --energy-unit / --length-unit say otherwise.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="registry name, .safetensors file, run directory or URL")
     parser.add_argument("--data", required=True, help="labelled structures (extxyz, ASE db, ...)")
-    parser.add_argument("--energy-key", required=True, help="key of the energies (eV)")
-    parser.add_argument("--forces-key", default=None, help="key of the forces (eV/Å), if the file has them")
+    parser.add_argument("--energy-key", required=True, help="key of the energies")
+    parser.add_argument("--forces-key", default=None, help="key of the forces (energy unit / length unit), if the file has them")
+    add_unit_arguments(parser)
     parser.add_argument("--fidelity", default=None,
                         help="name of the labels' level of theory: a new head, or one the model has "
                              "(default 'user')")
@@ -73,7 +76,8 @@ def run(args) -> int:
         finetune(args.model, args.data, energy_key=args.energy_key, forces_key=args.forces_key,
                  fidelity=args.fidelity, val_fraction=args.val_fraction, out=args.out,
                  overrides=list(args.overrides or []), index=args.index, verbose=not args.quiet,
-                 molecule_key=args.molecule_key, allow_worse=args.allow_worse, members=args.members)
+                 molecule_key=args.molecule_key, allow_worse=args.allow_worse, members=args.members,
+                 energy_unit=args.energy_unit, length_unit=args.length_unit)
     return 0
 
 

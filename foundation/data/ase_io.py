@@ -2,8 +2,13 @@
 
 The label keys are the user's (`energy_key`, `forces_key`, like MACE's): a key is looked up in
 `atoms.info` / `atoms.arrays` first, then in the calculator results, where ASE moves the keys it
-knows (`energy`, `forces`, …) when reading extxyz. Energies are taken as eV and forces as eV/Å,
-as given; `guess_energy_unit` warns when the numbers look like Hartree or kcal/mol instead.
+knows (`energy`, `forces`, …) when reading extxyz. Units are declared, not guessed: energies are
+in `energy_unit` (default eV), positions in `length_unit` (default Å) and forces in their ratio,
+converted on read. Energies that look like another unit than the one declared (judged against
+free-atom energies, `guess_energy_unit`) are refused when no unit was declared (a hartree file
+read as eV would train a model on numbers 27 times too small), and warned about when one was.
+A structure's charge and spin multiplicity are its `charge` and `spin` info keys
+(`foundation.data.electrons`; a neutral singlet without them).
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.formats import string2index
 
 from foundation.files import replacing
+from foundation.data.electrons import from_info
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.data.xyz_counts import check_xyz_counts
 from foundation.errors import DataError, UserError
+from foundation.units import energy_to_ev, length_to_angstrom
 
 log = logging.getLogger(__name__)
 ON_ERROR = ("raise", "skip")
@@ -71,19 +78,22 @@ def read_atoms(path: str | os.PathLike, index: str = ":") -> list[tuple[int, ase
 
 def read_samples(path: str | os.PathLike, energy_key: str, forces_key: str | None = None,
                  fidelity: str = "dft", index: str = ":", group_key: str | None = None,
-                 on_error: str = "raise", skipped: list[str] | None = None) -> list[Sample]:
+                 on_error: str = "raise", skipped: list[str] | None = None,
+                 energy_unit: str | None = None, length_unit: str = "angstrom") -> list[Sample]:
     """Read labelled samples. `source` is `"<path>:<index in file>"`; `molecule` is
     `atoms.info[group_key]` when given, else formula + connectivity (`molecule_key`).
     Raises `DataError` naming file and structure for a missing key, a NaN label or atoms closer
     than 0.5 Å; with `on_error="skip"` such a structure is left out instead, logged, and its
-    one-line reason appended to `skipped`. Warns (`UnitWarning`) when the energies do not look
-    like eV. A file that cannot be read at all is always an error."""
+    one-line reason appended to `skipped`. `energy_unit` / `length_unit` are the file's units
+    (converted to eV, Å, eV/Å); without `energy_unit`, energies that do not look like eV are
+    refused (`check_energy_unit`). A file that cannot be read at all is always an error."""
     if on_error not in ON_ERROR:
         raise UserError(f"on_error={on_error!r}: use one of {', '.join(ON_ERROR)}")
     samples, problems = [], []
     for i, atoms in read_atoms(path, index):
         try:
-            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"{path}:{i}", group_key))
+            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, f"{path}:{i}", group_key,
+                                           energy_unit, length_unit))
         except DataError as e:
             if on_error != "skip":
                 raise
@@ -93,13 +103,16 @@ def read_samples(path: str | os.PathLike, energy_key: str, forces_key: str | Non
         skipped.extend(problems)
     if not samples:
         raise DataError(f"{path}: none of its structures can be used (the first: {problems[0]})")
-    check_energy_unit(samples, fidelity, where=str(path))
+    check_energy_unit(samples, fidelity, where=str(path), key=energy_key, declared=energy_unit)
     return samples
 
 
 def atoms_to_sample(atoms: ase.Atoms, energy_key: str, forces_key: str | None, fidelity: str,
-                    source: str, group_key: str | None = None) -> Sample:
-    """One structure's labels as a validated `Sample` (see `read_samples`)."""
+                    source: str, group_key: str | None = None, energy_unit: str | None = None,
+                    length_unit: str = "angstrom") -> Sample:
+    """One structure's labels as a validated `Sample` in eV, Å and eV/Å (see `read_samples`)."""
+    to_ev = energy_to_ev(energy_unit or "eV")
+    to_angstrom = length_to_angstrom(length_unit)
     energy = _label(atoms, energy_key, "energy", source, per_atom=False)
     try:
         energy = float(energy)
@@ -107,11 +120,14 @@ def atoms_to_sample(atoms: ase.Atoms, energy_key: str, forces_key: str | None, f
         raise DataError(f"{source}: energy key {energy_key!r} holds {energy!r}, not a number") from None
     forces = {}
     if forces_key is not None:
-        forces[fidelity] = np.asarray(_label(atoms, forces_key, "forces", source, per_atom=True), float)
+        given = np.asarray(_label(atoms, forces_key, "forces", source, per_atom=True), float)
+        forces[fidelity] = given * (to_ev / to_angstrom)
     group = str(_label(atoms, group_key, "group", source, per_atom=False)) if group_key is not None else ""
-    sample = Sample(numbers=atoms.numbers, positions=atoms.positions, energies={fidelity: energy},
-                    forces=forces, cell=np.asarray(atoms.cell), pbc=atoms.pbc, molecule=group,
-                    source=source).validate()
+    charge, multiplicity = from_info(atoms.info, atoms.numbers, source)
+    sample = Sample(numbers=atoms.numbers, positions=atoms.positions * to_angstrom,
+                    energies={fidelity: energy * to_ev}, forces=forces,
+                    cell=np.asarray(atoms.cell) * to_angstrom, pbc=atoms.pbc, molecule=group, source=source,
+                    charge=charge, multiplicity=multiplicity).validate()
     # Only now: the key's k-d tree must never see a position that validation refuses (NaN, 1e10 Å)
     sample.molecule = group or molecule_key(sample.numbers, sample.positions)
     return sample
@@ -222,14 +238,22 @@ def guess_energy_unit(numbers: Sequence[np.ndarray], energies: Sequence[float]) 
     return None
 
 
-def check_energy_unit(samples: Sequence[Sample], fidelity: str, where: str) -> str | None:
-    """Warn (`UnitWarning`) when the `fidelity` energies of `samples` look like a unit other than
-    eV; return the guess."""
+def check_energy_unit(samples: Sequence[Sample], fidelity: str, where: str, key: str | None = None,
+                      declared: str | None = None) -> str | None:
+    """The unit the `fidelity` energies of `samples` (already converted to eV) seem to be in.
+
+    When they do not look like eV: with no unit `declared`, `DataError` (one line naming the file
+    and the energy `key` the user gave, and the flag that declares the unit), so such numbers are
+    never trained on or scored; with a unit declared, a `UnitWarning` (the user said so)."""
     labelled = [s for s in samples if fidelity in s.energies]
     unit = guess_energy_unit([s.numbers for s in labelled], [s.energies[fidelity] for s in labelled])
-    if unit not in (None, "eV"):
-        factor = _UNIT_PER_HARTREE["eV"] / _UNIT_PER_HARTREE[unit]
-        warnings.warn(f"{where}: {fidelity!r} energies look like {unit}, not eV (judged against "
-                      f"free-atom energies); the library expects eV: multiply them by {factor:.6g}",
-                      UnitWarning, stacklevel=3)
+    if unit in (None, "eV"):
+        return unit
+    named = f"energies under key {key!r}" if key else f"{fidelity!r} energies"
+    if declared is None:
+        raise DataError(f"{where}: {named} look like {unit}, not eV (judged against free-atom energies); "
+                        f"declare their unit with --energy-unit {unit} (or --energy-unit eV if they are eV)")
+    warnings.warn(f"{where}: {named}, declared {declared}, do not look like it: converted to eV they look "
+                  f"like {unit} (judged against free-atom energies); check --energy-unit", UnitWarning, stacklevel=3)
     return unit
+

@@ -20,6 +20,7 @@ from foundation.data.elements import symbol
 from foundation.data.molecules import hill_formula
 from foundation.data.sample import Sample
 from foundation.errors import UserError
+from foundation.models.states import check_samples
 from foundation.evaluation import metrics
 
 
@@ -39,6 +40,7 @@ def evaluate(model: torch.nn.Module, samples: Sequence[Sample], head: str | None
     head, fidelity = _resolve(model, samples, head, fidelity)
     labelled = [s for s in samples if fidelity in s.energies]
     _check_elements(model, labelled)
+    check_samples(model, labelled)  # a charged or open-shell structure the model was not trained on
     with_forces = any(fidelity in s.forces for s in labelled)
     energy_pred, forces_pred = _predict(model, labelled, head, with_forces, batch_atoms)
 

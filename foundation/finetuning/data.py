@@ -88,11 +88,14 @@ class UserData(NamedTuple):
 
 def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str, index: str = ":",
                    on_error: str = "raise", skipped: list[str] | None = None,
-                   group_key: str = AUTO) -> UserData:
+                   group_key: str = AUTO, energy_unit: str | None = None,
+                   length_unit: str = "angstrom") -> UserData:
     """The structures of a file path or a sequence of `ase.Atoms`, labelled and named by molecule
-    (`group_key`, see `foundation.finetuning.molecules`). Energies are taken as eV, forces as
-    eV/Å; `UnitWarning` when energies look like Hartree or kcal/mol. With `on_error="skip"` a
-    structure that cannot be used is left out and its reason appended to `skipped`."""
+    (`group_key`, see `foundation.finetuning.molecules`). Energies are in `energy_unit` (default
+    eV), positions in `length_unit`, forces in their ratio, converted to eV, Å, eV/Å; without
+    `energy_unit`, energies that look like hartree or kcal/mol are refused (`DataError` naming
+    the key). With `on_error="skip"` a structure that cannot be used is left out and its reason
+    appended to `skipped`."""
     from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_atoms
 
     if isinstance(data, (str, os.PathLike)):
@@ -106,7 +109,8 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
     samples, problems = [], []
     for source, atoms in images:
         try:
-            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, source, key))
+            samples.append(atoms_to_sample(atoms, energy_key, forces_key, fidelity, source, key,
+                                           energy_unit, length_unit))
         except DataError as e:
             if on_error != "skip":
                 raise
@@ -121,7 +125,7 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
     if key is None:
         samples = name_by_bonds(samples)
     where = str(data) if isinstance(data, (str, os.PathLike)) else f"the {len(samples)} structures given"
-    check_energy_unit(samples, fidelity, where=where)
+    check_energy_unit(samples, fidelity, where=where, key=energy_key, declared=energy_unit)
     return UserData(samples, where, describe(key, group_key))
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from foundation.errors import UserError
 from foundation.finetuning.data import check_count, check_elements, read_user_data
 from foundation.finetuning.members import Trained, plan_members, train_members
+from foundation.models.states import check_samples
 from foundation.train.trainer import Trainer
 
 SCORE_KEYS = ("relative_energy_rmse_kcal_mol", "energy_mae_kcal_mol", "energy_rmse_kcal_mol",
@@ -57,7 +58,8 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
              fidelity: str | None = None, val_fraction: float | None = None,
              out: str | os.PathLike | None = None, overrides: Sequence[str] = (), index: str = ":",
              verbose: bool = True, molecule_key: str | None = None, allow_worse: bool = False,
-             members: int | None = None) -> FinetuneResult:
+             members: int | None = None, energy_unit: str | None = None,
+             length_unit: str = "angstrom") -> FinetuneResult:
     """Fine-tune `model` (a registry name, path, URL or a model object) on `data` (an ASE-readable
     file, or a list of `ase.Atoms`) whose energies (eV) are under `energy_key` and forces (eV/Å,
     optional) under `forces_key`, as fidelity `fidelity` (a new head, or one the model has;
@@ -75,7 +77,12 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
 
     An ensemble start (e.g. "ani-1x") is fine-tuned member by member and written as one ensemble
     of the first `members` of its members (default all; `foundation.finetuning.members`);
-    `members=1` fine-tunes its member 0 alone and writes a single model."""
+    `members=1` fine-tunes its member 0 alone and writes a single model.
+
+    `energy_unit` (eV, hartree, kcal/mol, kJ/mol) and `length_unit` (angstrom, bohr) are the
+    file's units, converted on read; without `energy_unit`, energies that look like another unit
+    than eV are refused before anything is trained. Structures of a charge or spin multiplicity
+    the start was not trained on are refused (`foundation.models.states`)."""
     from foundation.finetuning.report import describe, format_summary, references_line, write_report
 
     say = print if verbose else (lambda *_: None)
@@ -88,9 +95,11 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     fidelity = config.data.fidelity
     skipped: list[str] = []  # with data.on_error=skip: the structures left out, and why
     samples, where, molecules = read_user_data(data, energy_key, forces_key, fidelity, index,
-                                               config.data.on_error, skipped, config.data.group_key)
+                                               config.data.on_error, skipped, config.data.group_key,
+                                               energy_unit, length_unit)
     pretrained, model_name = _load(model)
     check_elements(pretrained, samples, model_name)
+    check_samples(pretrained, samples, model_name)  # charges and spins it was never trained on: refused
     check_count(samples, where)
     count = plan_members(pretrained, members, model_name, config.trainer)
     label = _label(pretrained, model_name, count, config.trainer.init_member)
@@ -118,7 +127,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
         n_molecules=len({s.molecule for s in [*data_module.train, *data_module.val]}),
         references=references_line(trainer, fidelity, copied_from)
         + (f" (member 1's; each of the {count} refits its own)" if count > 1 else ""), **trained.outcome)
-    _save(tuned, trained.header, out, record, label, where, energy_key, forces_key)
+    _save(tuned, trained.header, out, record, label, where, energy_key, forces_key, energy_unit or "eV")
 
     context = {"model": label, "data": where, "energy_key": energy_key, "forces_key": forces_key,
                "freeze": list(trainer.freeze_patterns), "parameters": trainer.n_parameters,
@@ -237,12 +246,13 @@ def _init_path(model, loaded, run_dir: Path) -> str:
 
 
 def _save(tuned, kept: dict, out: Path, record: FinetuneResult, model_name: str, where: str,
-          energy_key: str, forces_key: str | None) -> None:
+          energy_key: str, forces_key: str | None, energy_unit: str = "eV") -> None:
     """The model to write, its default head set, what its training's header said (`kept`) and the
     fine-tune recorded in the header."""
     from foundation.hub.format import save_model
 
     recorded = {"from": model_name, "data": where, "energy_key": energy_key, "forces_key": forces_key,
+                "energy_unit_given": energy_unit,
                 "fidelity": record.fidelity, "copied_from": record.copied_from, "split_by": record.split_by,
                 "n_train": record.n_train, "n_val": record.n_val, "before": record.before,
                 "after": record.after, "status": record.status, "steps": record.steps,

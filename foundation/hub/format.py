@@ -5,7 +5,12 @@ rebuild and trust the model in its header (safetensors `metadata`, a str -> str 
     {"format_version": 1, "library_version": "0.1.0", "model": "ani", "config": {...},
      "elements": [1, 6, 7, 8], "cutoff": 5.2, "units": {"length": "Å", "energy": "eV", ...},
      "heads": {"wb97x_631gs": {"reference_energies": {"1": -13.6, ...}}, ...},
+     "charges": [0], "multiplicities": [1],
      "data_manifest_hash": "...", "metrics": {...}, "training": {...}}
+
+`charges` and `multiplicities` are the total charges and spin multiplicities the model was trained
+on (`foundation.models.states`); a file without them (any written before they were recorded, and
+every shipped model) is a neutral-singlet model.
 
 Loading never unpickles: the model is rebuilt from `config` through the model registry (which
 only knows models in `foundation.models`, never arbitrary classes; a header whose `_target_`
@@ -25,11 +30,13 @@ import torch
 
 from foundation.files import replacing
 from foundation.errors import CheckpointError, UserError
+from foundation.models.states import model_states, set_states, states_from_header
 
 FORMAT_VERSION = 1
 HEADER_KEY = "foundation"
 UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å"}
-_RESERVED = {"format_version", "library_version", "model", "config", "elements", "cutoff", "units", "heads"}
+_RESERVED = {"format_version", "library_version", "model", "config", "elements", "cutoff", "units", "heads",
+             "charges", "multiplicities"}
 
 
 def model_header(model, metadata: dict | None = None) -> dict[str, Any]:
@@ -40,6 +47,7 @@ def model_header(model, metadata: dict | None = None) -> dict[str, Any]:
     if clash:
         raise ValueError(f"metadata may not set {sorted(clash)}: they describe the model itself")
     refs = model.reference_energies_dict()
+    charges, multiplicities = model_states(model)
     header = {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
@@ -49,6 +57,8 @@ def model_header(model, metadata: dict | None = None) -> dict[str, Any]:
         "cutoff": float(model.cutoff),
         "units": UNITS,
         "heads": {h: {"reference_energies": {str(z): e for z, e in refs[h].items()}} for h in model.heads},
+        "charges": list(charges),
+        "multiplicities": list(multiplicities),
         "data_manifest_hash": None,
     }
     header.update(metadata or {})
@@ -106,6 +116,7 @@ def load_model_file(path: str | os.PathLike, device: str | torch.device = "cpu")
     model.load_state_dict(tensors, strict=True)
     if header.get("default_head") in model.heads:  # e.g. the head a fine-tune added
         model.default_head = header["default_head"]
+    set_states(model, *states_from_header(header))
     return model.to(device).eval()
 
 

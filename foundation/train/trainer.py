@@ -384,9 +384,13 @@ class Trainer:
         """Write the EMA weights as `<run_dir>/model.safetensors` (rank 0): with early stopping,
         those of the best validation (the run goes on `patience` validations past it)."""
         from foundation.hub.format import save_model
+        from foundation.models.states import model_states, set_states
 
         path = self.run_dir / "model.safetensors"
         if self.engine.is_rank0:
+            # the states it was trained on: the start's (a fine-tune's pretrained model) and the data's
+            (charges, multiplicities), (data_charges, data_multiplicities) = model_states(self.model), _states(self.data)
+            set_states(self.model, {*charges, *data_charges}, {*multiplicities, *data_multiplicities})
             best = self.best_weights is not None
             training = {"run": self.run.name, "steps": self.state.step, "fidelities": self.heads,
                         "init_from": self.config.init_from, "frozen_parameters": len(self.frozen),
@@ -425,3 +429,15 @@ def _seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _states(data) -> tuple[list[int], list[int]]:
+    """(charges, multiplicities) of the training structures: from a shard set's manifest, or from
+    the samples of data held in memory; neutral singlets for a source that cannot say."""
+    manifest = getattr(data, "manifest", None)
+    if manifest is not None:
+        return manifest.states(data.config.train_split)
+    train = getattr(data, "train", None)
+    if train:
+        return sorted({s.charge for s in train}), sorted({s.multiplicity for s in train})
+    return [0], [1]

@@ -85,10 +85,17 @@ def test_unreadable_file_is_one_line(tmp_path, capsys):
 
 
 @needs_models
-def test_hartree_energies_warn_in_one_line(molecules_xyz, model_file, capsys):
-    data, _ = molecules_xyz(n_molecules=2, n_conformers=2, unit="hartree")
-    code = main(["evaluate", "--model", str(model_file), "--data", str(data), "--energy-key", "REF_energy",
-                 "--head", "wb97x_631gs"])
-    err = capsys.readouterr().err
-    assert code == 0
-    assert "foundation evaluate: warning:" in err and "look like hartree" in err
+def test_hartree_energies_are_refused_without_energy_unit_and_right_with_it(tmp_path, molecules_xyz, model_file,
+                                                                           capsys):
+    hartree, _ = molecules_xyz(name="hartree.xyz", n_molecules=2, n_conformers=2, unit="hartree", forces_key=None)
+    ev, _ = molecules_xyz(name="ev.xyz", n_molecules=2, n_conformers=2, forces_key=None)
+    args = ["--model", str(model_file), "--energy-key", "REF_energy", "--head", "wb97x_631gs", "--device", "cpu"]
+    err = _one_line_error(capsys, main(["evaluate", "--data", str(hartree), *args]))
+    assert "energies under key 'REF_energy' look like hartree, not eV" in err and "--energy-unit hartree" in err
+    scores = {}
+    for name, data, unit in (("ev", ev, []), ("hartree", hartree, ["--energy-unit", "hartree"])):
+        assert main(["evaluate", "--data", str(data), *args, *unit, "--json", str(tmp_path / f"{name}.json")]) == 0
+        scores[name] = json.loads((tmp_path / f"{name}.json").read_text())
+    capsys.readouterr()
+    assert scores["hartree"]["energy_mae_kcal_mol"] == pytest.approx(scores["ev"]["energy_mae_kcal_mol"], rel=1e-9)
+    assert scores["hartree"]["energy_unit_given"] == "hartree"

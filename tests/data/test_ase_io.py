@@ -7,6 +7,7 @@ from ase.build import molecule
 
 from foundation.data.ase_io import (UnitWarning, guess_energy_unit, read_samples, samples_to_atoms,
                                     write_extxyz)
+from foundation.data.sample import Sample
 from foundation.errors import DataError
 
 
@@ -113,10 +114,46 @@ def test_group_key_names_the_molecule(tmp_path, make_samples):
     assert [s.molecule for s in read_samples(tmp_path / "g.xyz", "E", group_key="mol_id")] == ["m0", "m1"]
 
 
-def test_hartree_energies_warn(molecules_xyz):
-    path, _ = molecules_xyz(n_molecules=3, n_conformers=2, unit="hartree")
-    with pytest.warns(UnitWarning, match="look like hartree"):
+def test_hartree_energies_are_refused_naming_the_key_unless_their_unit_is_declared(molecules_xyz):
+    path, samples = molecules_xyz(n_molecules=3, n_conformers=2, unit="hartree", forces_key=None)
+    with pytest.raises(DataError, match=rf"{path}: energies under key 'REF_energy' look like hartree, not eV.*"
+                                        "--energy-unit hartree"):
         read_samples(path, "REF_energy")
+    read = read_samples(path, "REF_energy", energy_unit="hartree")
+    assert [s.energies["dft"] for s in read] == pytest.approx([s.energies["dft"] for s in samples], rel=1e-12)
+
+
+def test_declared_units_convert_energies_positions_and_forces(tmp_path, molecules_xyz):
+    from foundation.units import BOHR_TO_ANGSTROM, HARTREE_TO_EV
+
+    _, samples = molecules_xyz(n_molecules=2, n_conformers=2)
+    in_au = [Sample(s.numbers, s.positions / BOHR_TO_ANGSTROM, {"dft": s.energies["dft"] / HARTREE_TO_EV},
+                    {"dft": s.forces["dft"] / HARTREE_TO_EV * BOHR_TO_ANGSTROM}) for s in samples]
+    write_extxyz(tmp_path / "au.xyz", in_au, energy_key="E", forces_key="F")
+    read = read_samples(tmp_path / "au.xyz", "E", "F", energy_unit="hartree", length_unit="bohr")
+    for got, want in zip(read, samples):
+        assert got.energies["dft"] == pytest.approx(want.energies["dft"], rel=1e-12)
+        np.testing.assert_allclose(got.positions, want.positions, atol=1e-6)
+        np.testing.assert_allclose(got.forces["dft"], want.forces["dft"], atol=1e-6)  # extxyz keeps 8 digits
+
+
+def test_a_declared_unit_the_numbers_contradict_is_warned_about(molecules_xyz):
+    path, _ = molecules_xyz(n_molecules=3, n_conformers=2, unit="hartree")
+    with pytest.warns(UnitWarning, match="declared eV, do not look like it"):
+        read_samples(path, "REF_energy", energy_unit="eV")
+
+
+def test_charge_and_spin_info_keys_are_read(tmp_path):
+    import ase
+    import ase.io
+
+    oh = ase.Atoms("OH", positions=[[0, 0, 0], [0.97, 0, 0]], info={"E": -2070.0, "charge": -1})
+    ase.io.write(tmp_path / "oh.xyz", oh, format="extxyz")
+    assert read_samples(tmp_path / "oh.xyz", "E")[0].state == (-1, 1)
+    oh.info.update(charge=0)
+    ase.io.write(tmp_path / "oh.xyz", oh, format="extxyz")
+    with pytest.raises(DataError, match="oh.xyz:0: 9 electrons"):
+        read_samples(tmp_path / "oh.xyz", "E")
 
 
 def test_ev_energies_do_not_warn(molecules_xyz):

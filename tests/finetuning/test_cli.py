@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ase.io
+import pytest
 
 from foundation.cli.main import main
 from tests.finetuning.conftest import ENERGY_KEY, FORCES_KEY
@@ -43,14 +44,33 @@ def test_a_missing_key_is_one_line(hf_xyz, capsys):
     assert err.startswith(f"foundation finetune: error: {hf_xyz}:0: structure has no energy key 'E_ccsdt'")
 
 
-def test_hartree_energies_are_warned_about_in_one_line(pretrained, hf_images, tmp_path, capsys):
-    images = [a.copy() for a in hf_images[:3]]
+def test_hartree_energies_are_refused_in_one_line_and_trained_on_right_with_energy_unit(pretrained, hf_images,
+                                                                                         tmp_path, capsys):
+    from foundation.hub.format import read_header
+
+    images = [a.copy() for a in hf_images[:12]]
     for a in images:
-        a.info[ENERGY_KEY] /= 27.211386
+        a.info[ENERGY_KEY] /= 27.211386245988
     path = tmp_path / "hartree.xyz"
     ase.io.write(path, images, format="extxyz")
     code = main(["finetune", "--model", pretrained, "--data", str(path), "--energy-key", ENERGY_KEY])
-    err = capsys.readouterr().err.splitlines()
-    assert code == 2
-    assert err[0].startswith(f"foundation finetune: warning: {path}: 'user' energies look like hartree, not eV")
-    assert err[1].startswith(f"foundation finetune: error: {path}: 3 structure(s) are too few")
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1  # nothing trained
+    assert err.startswith(f"foundation finetune: error: {path}: energies under key '{ENERGY_KEY}' look like "
+                          "hartree, not eV") and "--energy-unit hartree" in err
+    ev = tmp_path / "ev.xyz"
+    ase.io.write(ev, hf_images[:12], format="extxyz")
+    headers = {}
+    for name, data, unit in (("ev", ev, []), ("hartree", path, ["--energy-unit", "hartree"])):
+        out = tmp_path / f"{name}.safetensors"
+        code = main(["finetune", "--model", pretrained, "--data", str(data), "--energy-key", ENERGY_KEY, *unit,
+                     "--fidelity", "hf_sto3g", "--out", str(out), "--quiet", "trainer.max_steps=2",
+                     "trainer.val_every=1", "trainer.device=cpu", f"out_dir={tmp_path}", f"name={name}"])
+        assert code == 0, capsys.readouterr().err
+        headers[name] = read_header(out)
+    # the same training in eV: reference energies where an eV file puts them, not 984 eV off per carbon
+    refs = {name: h["heads"]["hf_sto3g"]["reference_energies"] for name, h in headers.items()}
+    for z, e in refs["ev"].items():
+        assert refs["hartree"][z] == pytest.approx(e, abs=1e-6)
+    assert headers["hartree"]["finetune"]["before"] == pytest.approx(headers["ev"]["finetune"]["before"], rel=1e-6)
+    assert headers["hartree"]["finetune"]["energy_unit_given"] == "hartree"

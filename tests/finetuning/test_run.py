@@ -100,12 +100,16 @@ def test_a_missing_key_names_the_structure_and_the_keys_present(hf_xyz):
         read_user_data(hf_xyz, ENERGY_KEY, "forces", FIDELITY)
 
 
-def test_hartree_energies_are_warned_about(hf_images):
+def test_hartree_energies_are_refused_unless_declared_and_then_converted(hf_images):
     images = [a.copy() for a in hf_images]
     for a in images:
-        a.info[ENERGY_KEY] /= 27.211386
-    with pytest.warns(UnitWarning, match="look like hartree"):
+        a.info[ENERGY_KEY] /= 27.211386245988
+    with pytest.raises(DataError, match=f"energies under key '{ENERGY_KEY}' look like hartree, not eV"):
         read_user_data(images, ENERGY_KEY, None, FIDELITY)
+    converted = read_user_data(images, ENERGY_KEY, None, FIDELITY, energy_unit="hartree").samples
+    expected = read_user_data(hf_images, ENERGY_KEY, None, FIDELITY).samples
+    assert [s.energies[FIDELITY] for s in converted] == pytest.approx([s.energies[FIDELITY] for s in expected],
+                                                                       rel=1e-12)
 
 
 def test_many_molecules_are_split_by_molecule(make_samples):

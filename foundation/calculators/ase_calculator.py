@@ -67,9 +67,11 @@ class FoundationCalculator(Calculator):
             (["energy_uncertainty"] if self.is_ensemble else [])
         self._threads_for: int | None = None  # the system size the thread count was fitted to
 
-    def check_state(self, atoms) -> None:
+    def check_charge_state(self, atoms) -> None:
         """Raise `UnsupportedStateError` when the charge and spin multiplicity of `atoms` (info keys
-        `charge`, `spin`) are not among those the model was trained on."""
+        `charge`, `spin`) are not among those the model was trained on. (Not `check_state`: that is
+        ASE's own method, which says what changed since the last calculation; shadowing it made
+        every call after the first return the first call's results.)"""
         where = f"atoms {atoms.get_chemical_formula()}"
         charge, multiplicity = from_info(atoms.info, atoms.numbers, where)
         check_state(self.model, charge, multiplicity, where)
@@ -91,7 +93,7 @@ class FoundationCalculator(Calculator):
         # BadStructureError (a ValueError): an optimiser or MD run stops on it, cleanly, instead of
         # the neighbour list or a NaN gradient taking the process down
         check_geometry(atoms.numbers, atoms.positions, np.asarray(atoms.cell), atoms.pbc, where)
-        self.check_state(atoms)
+        self.check_charge_state(atoms)
         sample = Sample(atoms.numbers, atoms.positions, cell=np.asarray(atoms.cell), pbc=atoms.pbc, source=where)
         batch = collate([sample], fidelities=[], dtype=self.model.dtype).to(self.device)
         leaf = batch.positions.detach().requires_grad_(True)

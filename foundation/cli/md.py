@@ -50,7 +50,7 @@ def run(args) -> int:
     atoms = read_structure(args.structure, args.index)
     atoms.calc = FoundationCalculator(args.model, head=args.head, device=args.device,
                                       dtype=getattr(torch, args.dtype))
-    atoms.calc.check_state(atoms)  # a charged or open-shell start the model cannot represent: before any step
+    atoms.calc.check_charge_state(atoms)  # a charged or open-shell start the model cannot represent: before any step
     summary = run_md(atoms, steps=args.steps, dt=args.dt, temperature=args.temperature, ensemble=args.ensemble,
                      friction=args.friction, traj=args.traj, interval=args.interval, seed=args.seed)
     print(format_summary(summary, args))

@@ -157,3 +157,15 @@ def test_an_optimiser_stops_cleanly_when_the_structure_breaks():
     atoms.pbc = True  # with no cell: singular, marked periodic
     with pytest.raises(ValueError, match=r"^atoms CH4: the cell is singular along periodic direction 0"):
         BFGS(atoms, logfile=None).run(fmax=0.05, steps=3)
+
+
+def test_moved_atoms_are_computed_again():
+    """ASE's cache: a call after the atoms moved computes anew (the calculator must not shadow
+    ASE's `check_state`, which says what changed), and an unchanged structure is not recomputed."""
+    atoms = rattled("CH3OH")
+    atoms.calc = FoundationCalculator(small_model(), device="cpu")
+    first = atoms.get_forces()
+    assert atoms.calc.check_state(atoms) == []
+    atoms.positions = atoms.positions + np.random.default_rng(0).normal(0, 0.02, atoms.positions.shape)
+    assert "positions" in atoms.calc.check_state(atoms)
+    assert not np.allclose(atoms.get_forces(), first)

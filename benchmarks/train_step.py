@@ -6,7 +6,7 @@ in float32 with identical weights (TorchANI's fresh ones copied into ours); the 
 MSE, forces by autograd with create_graph) and optimiser (Adam, lr 1e-4); a step is forward +
 forces + loss + backward + optimiser step, as each library's training loop does it
 (`loss.backward()`, the positions a leaf that requires grad).
-  ours = `foundation.models.outputs.predict` + `foundation.train.loss.energy_force_loss` (what
+  ours = `foundation.models.prediction.predict` + `foundation.train.loss.energy_force_loss` (what
          `foundation train` runs) on flat `AtomsBatch`es;
   peer = TorchANI's `ANI` on padded (molecules, atoms) tensors, its all-pairs neighbour list.
 Also our PaiNN (foundation/models/painn.py, default size) on the same batches, against the same
@@ -29,7 +29,7 @@ HEAD = "wb97x_631gs"
 
 
 def ours_step(model, optimiser):
-    from foundation.models.outputs import predict
+    from foundation.models.prediction import predict
     from foundation.train.loss import LossConfig, energy_force_loss
 
     config = LossConfig()

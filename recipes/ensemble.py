@@ -113,7 +113,7 @@ def _combine(paths: list[Path], path: Path, cfg: dict, recipe: str | None,
 def validation_errors(model, cfg: dict) -> dict[str, float]:
     """The trainer's validation metrics (`val/<fid>/energy_rmse`, …) of `model` on the validation
     split of the data `cfg` describes (member 0's split when members vary theirs)."""
-    from foundation.models.outputs import predict
+    from foundation.models.prediction import predict
     from foundation.train.compose import instantiate
     from foundation.train.loss import LossConfig
     from foundation.train.validate import validate

@@ -127,7 +127,7 @@ def _ensemble(models: list, fidelity: str):
 def _selected(model, trainer) -> tuple[float | None, dict[str, float]]:
     """`model`'s validation metrics on the members' split, as each member's trainer measures
     them, and its selection metric (None when validation lacks one of its terms)."""
-    from foundation.models.outputs import predict
+    from foundation.models.prediction import predict
     from foundation.train.validate import validate
 
     def predict_fn(batch, heads, force_heads):

@@ -26,7 +26,7 @@ from foundation.data.elements import symbol
 from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.models.base import PotentialModel
-from foundation.models.outputs import predict
+from foundation.models.prediction import predict
 from foundation.models.registry import build_model
 
 

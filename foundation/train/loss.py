@@ -33,7 +33,7 @@ class LossConfig:
 def energy_force_loss(pred: dict, batch: AtomsBatch, config: LossConfig
                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """`pred`: {"energy": {fid: (B,) eV}, "forces": {fid: (N, 3) eV/Å}} from
-    `foundation.models.outputs.predict`. Returns (total, {f"{fid}": part, f"{fid}/energy": mse,
+    `foundation.models.prediction.predict`. Returns (total, {f"{fid}": part, f"{fid}/energy": mse,
     f"{fid}/forces": mse}); parts are detached, for logging. A fidelity absent from the batch adds 0.
     """
     n_atoms = batch.n_atoms_per_structure.to(torch.float64)  # (B,)

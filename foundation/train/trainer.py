@@ -235,7 +235,7 @@ class Trainer:
 
     def _backward(self, batch, n: int) -> tuple[float, dict]:
         """Forward and backward of one batch, its loss divided by `n`; (loss, its parts)."""
-        from foundation.models.outputs import predict
+        from foundation.models.prediction import predict
 
         force_heads = self.loss_config.force_heads(batch, self.heads)
         pred = predict(self.forward_model, batch, self.heads, force_heads, create_graph=True)
@@ -251,7 +251,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Validation metrics of the EMA weights."""
-        from foundation.models.outputs import predict
+        from foundation.models.prediction import predict
 
         def predict_fn(batch, heads, force_heads):
             return predict(self.model, batch, heads, force_heads, create_graph=False)

@@ -28,7 +28,7 @@ from foundation.data.sample import MIN_DISTANCE, Sample
 from foundation.errors import DataError
 from foundation.models import ANIConfig
 from foundation.models.neighbors import neighbor_pairs
-from foundation.models.outputs import predict
+from foundation.models.prediction import predict
 from foundation.models.painn import PaiNNConfig
 
 RADIUS = MAX_DISTANCE * (1 - 1e-9)  # inside the bound, up to its edge

@@ -13,7 +13,7 @@ from foundation.errors import CheckpointError, UserError
 from foundation.hub.format import HEADER_KEY, load_model_file, read_header, save_model
 from foundation.loading import load_model
 from foundation.models import build_model
-from foundation.models.outputs import predict
+from foundation.models.prediction import predict
 
 TINY = {"name": "ani", "elements": [1, 6, 7, 8], "heads": ["wb97x_631gs", "ccsdt_ccpvdz"],
         "radial_num_shifts": 8, "angular_num_shifts": 2, "angular_num_sections": 4,

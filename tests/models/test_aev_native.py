@@ -12,7 +12,7 @@ from foundation.data.batch import collate
 from foundation.models import ANIConfig, aev_native
 from foundation.models.aev import AEV
 from foundation.models.neighbors import neighbor_pairs, triplets_from_pairs
-from foundation.models.outputs import predict
+from foundation.models.prediction import predict
 from foundation.models.testing import random_crystal, random_molecule
 from foundation.train.loss import LossConfig, energy_force_loss
 

@@ -90,7 +90,7 @@ def reference(overrides: list[str], world_size: int = 2, accumulate: int = 1) ->
     """The one-process run with the same global batch: each step takes the batches the ranks
     would draw (`accumulate` each), accumulates their losses divided by `world_size × accumulate`,
     then clips and steps once."""
-    from foundation.models.outputs import predict
+    from foundation.models.prediction import predict
     from foundation.train.compose import load_run_config
     from foundation.train.loss import energy_force_loss
     from foundation.train.trainer import Trainer

@@ -152,7 +152,7 @@ class PredictForward(nn.Module):
         self.model = model
 
     def forward(self, batch, heads, force_heads, create_graph):
-        from foundation.models.outputs import predict
+        from foundation.models.prediction import predict
 
         return predict(self.model, batch, heads, force_heads, create_graph)
 

@@ -25,15 +25,19 @@ def convert_ase(path: str | os.PathLike, out_dir: str | os.PathLike, energy_key:
                 forces_key: str | None = None, fractions: Mapping[str, float] | None = None, seed: int = 0,
                 max_shard_bytes: int | None = None, level: Mapping[str, str] | None = None,
                 command: Sequence[str] | str | None = None,
-                progress: Callable[[int], None] | None = None, split_by: str = "molecule") -> Path:
+                progress: Callable[[int], None] | None = None, split_by: str = "molecule",
+                energy_unit: str | None = None, length_unit: str = "angstrom") -> Path:
     """Convert one structure file to shards in `out_dir`, split by molecule (or, with
     `split_by="conformer"`, by structure: for conformers of one or a few molecules). `level` is
-    the fidelity's level of theory ({"method", "basis", "program"}). Returns the manifest's path."""
+    the fidelity's level of theory ({"method", "basis", "program"}); `energy_unit` and
+    `length_unit` the file's units (converted; without `energy_unit`, energies that do not look
+    like eV are refused). Returns the manifest's path."""
     if split_by not in SPLIT_BY:
         raise UserError(f"split_by={split_by!r}: use one of {', '.join(SPLIT_BY)}")
     fractions = check_fractions(fractions)
     check_out_dir(out_dir)
-    samples = read_samples(path, energy_key=energy_key, forces_key=forces_key, fidelity=fidelity)
+    samples = read_samples(path, energy_key=energy_key, forces_key=forces_key, fidelity=fidelity,
+                           energy_unit=energy_unit, length_unit=length_unit)
     splitter = split_by_molecule if split_by == "molecule" else split_by_conformer
     splits = splitter(samples, fractions, seed)
     with SplitWriters(out_dir, [s for s in fractions if splits.get(s)], max_shard_bytes) as writers:
@@ -45,5 +49,6 @@ def convert_ase(path: str | os.PathLike, out_dir: str | os.PathLike, energy_key:
                 if progress is not None:
                     progress(1)
         source = {"format": "ase", "path": str(path), "energy_key": energy_key, "forces_key": forces_key,
-                  "fidelity": fidelity, "seed": seed, "split_by": split_by}
+                  "fidelity": fidelity, "seed": seed, "split_by": split_by,
+                  "energy_unit": energy_unit or "eV", "length_unit": length_unit}
         return writers.finish({fidelity: dict(level or {})}, command, {"source": source})

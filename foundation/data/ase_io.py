@@ -252,7 +252,8 @@ def check_energy_unit(samples: Sequence[Sample], fidelity: str, where: str, key:
     named = f"energies under key {key!r}" if key else f"{fidelity!r} energies"
     if declared is None:
         raise DataError(f"{where}: {named} look like {unit}, not eV (judged against free-atom energies); "
-                        f"declare their unit with --energy-unit {unit} (or --energy-unit eV if they are eV)")
+                        f"declare their unit with --energy-unit {unit} (data.energy_unit={unit} for foundation train; "
+                        "eV if they are eV)")
     warnings.warn(f"{where}: {named}, declared {declared}, do not look like it: converted to eV they look "
                   f"like {unit} (judged against free-atom energies); check --energy-unit", UnitWarning, stacklevel=3)
     return unit

@@ -186,3 +186,14 @@ def test_write_is_atomic(tmp_path, make_samples, monkeypatch):
         write_extxyz(path, make_samples(1, 2))
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.xyz"]
+
+
+def test_training_file_data_declares_its_units_too(molecules_xyz):
+    from foundation.data.sources.in_memory import FileDataConfig
+
+    path, samples = molecules_xyz(n_molecules=12, n_conformers=2, unit="hartree", forces_key=None)
+    with pytest.raises(DataError, match="data.energy_unit=hartree for foundation train"):
+        FileDataConfig(path=str(path), energy_key="REF_energy").build()
+    data = FileDataConfig(path=str(path), energy_key="REF_energy", energy_unit="hartree", split="conformer").build()
+    got = sorted(s.energies["dft"] for s in [*data.train, *data.val])
+    assert got == pytest.approx(sorted(s.energies["dft"] for s in samples), rel=1e-12)

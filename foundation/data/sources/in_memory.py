@@ -43,16 +43,19 @@ class FileSource:
     fidelity: str = "dft"
     index: str = ":"  # ASE index syntax, e.g. ":1000"
     group_key: str | None = None  # info key naming each structure's molecule, if the file has one
+    energy_unit: str | None = None  # eV | hartree | kcal/mol | kJ/mol; None: eV, refused if they look otherwise
+    length_unit: str = "angstrom"  # angstrom | bohr (forces: energy unit / length unit)
 
     def read(self, on_error: str = "raise", skipped: list[str] | None = None) -> list[Sample]:
         return read_samples(self.path, self.energy_key, self.forces_key, self.fidelity, self.index,
-                            self.group_key, on_error, skipped)
+                            self.group_key, on_error, skipped, self.energy_unit, self.length_unit)
 
 
 @dataclasses.dataclass
 class FileDataConfig:
     """`path` (with `energy_key`, `forces_key`, `fidelity`) for one file, and/or `sources`, a list
-    of {path, energy_key, forces_key, fidelity, index, group_key}. Split by molecule by default.
+    of {path, energy_key, forces_key, fidelity, index, group_key, energy_unit, length_unit}. Split by
+    molecule by default. `energy_unit`/`length_unit`: the file's units, converted on read.
     `on_error`: a structure that cannot be trained on (missing key, NaN label, atoms closer than
     0.5 Å) stops the run (raise), or is left out, logged and counted (skip)."""
 
@@ -62,6 +65,8 @@ class FileDataConfig:
     fidelity: str = "dft"
     index: str = ":"
     group_key: str | None = None
+    energy_unit: str | None = None
+    length_unit: str = "angstrom"
     sources: list[Any] = dataclasses.field(default_factory=list)
     val_fraction: float = 0.1
     test_fraction: float = 0.0
@@ -75,7 +80,8 @@ class FileDataConfig:
         self.sources = [_source(s, i) for i, s in enumerate(self.sources)]
         if self.path is not None:
             self.sources.insert(0, FileSource(str(self.path), self.energy_key, self.forces_key,
-                                              self.fidelity, self.index, self.group_key))
+                                              self.fidelity, self.index, self.group_key, self.energy_unit,
+                                              self.length_unit))
         if not self.sources:
             raise UserError("data.path is required (or data.sources, a list of files)")
         for name in ("val_fraction", "test_fraction"):

@@ -59,17 +59,17 @@ def train_members(config, count: int, train_one: Callable, describe: Callable, v
     runs = _each(config, count, train_one, describe, verbose)
     first, fidelity = runs[0].trainer, config.data.fidelity
     start, tuned = _ensemble([r.start for r in runs], fidelity), _ensemble([r.model for r in runs], fidelity)
-    start_value, start_metrics = _selected(start, first)
-    tuned_value, tuned_metrics = _selected(tuned, first)
+    start_value, start_metrics, start_rows = _selected(start, first)
+    tuned_value, tuned_metrics, _ = _selected(tuned, first)
     kept = (config.trainer.early_stopping_patience > 0 and not config.trainer.allow_worse
-            and None not in (start_value, tuned_value) and not tuned_value < start_value)
+            and None not in (start_value, tuned_value) and not _beats(first, start_value, tuned_value, start_rows))
     selection = first.selection
     outcome = {
         "status": "completed" if all(r.outcome["status"] == "completed" for r in runs) else "early_stopped",
         "steps": max(r.outcome["steps"] for r in runs), "best_step": max(r.outcome["best_step"] for r in runs),
         "selection": selection.describe(), "start_value": _shown(selection, start_value),
         "best_value": _shown(selection, start_value if kept else tuned_value), "kept_start": kept,
-        "reason": _not_better(selection, start_value, tuned_value, count) if kept else None,
+        "reason": _not_better(selection, start_value, tuned_value, count, first.config.significance) if kept else None,
         "members": [_member_record(config, k, r) for k, r in enumerate(runs)]}
     header = {"metrics": start_metrics if kept else tuned_metrics,
               "training": {"recipe": "finetune", "members": [str(r.trainer.run_dir) for r in runs]}}
@@ -124,25 +124,40 @@ def _ensemble(models: list, fidelity: str):
     return ensemble.eval()
 
 
-def _selected(model, trainer) -> tuple[float | None, dict[str, float]]:
+def _selected(model, trainer) -> tuple[float | None, dict[str, float], list]:
     """`model`'s validation metrics on the members' split, as each member's trainer measures
-    them, and its selection metric (None when validation lacks one of its terms)."""
+    them, its selection metric (None when validation lacks one of its terms) and the
+    per-structure rows (`foundation.train.significance`)."""
     from foundation.models.prediction import predict
     from foundation.train.validate import validate
 
     def predict_fn(batch, heads, force_heads):
         return predict(model, batch, heads, force_heads, create_graph=False)
 
+    rows: list = []
     val = validate(predict_fn, trainer.data.val_batches(), trainer.heads, trainer.loss_config,
-                   trainer.engine.device, trainer.dtype)
-    return trainer.selection.value(val), val
+                   trainer.engine.device, trainer.dtype, rows=rows)
+    return trainer.selection.value(val), val, rows
+
+
+def _beats(trainer, start_value: float, tuned_value: float, start_rows: list) -> bool:
+    """The fine-tuned ensemble is lower than its start by more than the start's sampling error
+    (`trainer.significance` bootstrap standard errors, as each member's own floor;
+    `foundation.train.significance`)."""
+    from foundation.train.significance import standard_error
+
+    tc = trainer.config
+    margin = tc.significance * standard_error(start_rows, trainer.metric_of_sums, tc.bootstrap_draws, tc.seed) \
+        if tc.significance > 0 else 0.0
+    return tuned_value < start_value - margin
 
 
 def _shown(selection, value: float | None) -> str:
     return selection.format(value) if value is not None and math.isfinite(value) else ""
 
 
-def _not_better(selection, start: float, tuned: float, count: int) -> str:
+def _not_better(selection, start: float, tuned: float, count: int, sigmas: float = 0.0) -> str:
+    beyond = f" by more than {sigmas:g} × its sampling error (bootstrap over validation molecules)" if sigmas > 0 else ""
     return (f"not better: the fine-tuned ensemble's {selection.describe()} ({selection.format(tuned)}) is not "
             f"lower than its start's ({selection.format(start)}: the {count} start members, reference energies "
-            "refit), so the start ensemble is written; --allow-worse writes the fine-tuned ensemble instead")
+            f"refit){beyond}, so the start ensemble is written; --allow-worse writes the fine-tuned ensemble instead")

@@ -182,8 +182,11 @@ def _not_better(trainer) -> str:
     state, selection = trainer.state, trainer.selection
     best = (f"the best fine-tuned step ({state.best_trained_step}) reached {selection.format(state.best_trained_metric)}"
             if math.isfinite(state.best_trained_metric) else "no fine-tuned step was scored")
+    beyond = (f" by more than its sampling error ({trainer.config.significance:g} × "
+              f"{selection.format(state.start_error)}, bootstrap over validation molecules)"
+              if trainer.config.significance > 0 else "")
     return (f"not better: fine-tuning did not improve the {selection.describe()} of the start "
-            f"({selection.format(state.start_metric)}; {best}), so the starting model (pretrained weights, "
+            f"({selection.format(state.start_metric)}; {best}){beyond}, so the starting model (pretrained weights, "
             "refit reference energies) is written; --allow-worse writes the best fine-tuned step instead")
 
 

@@ -53,6 +53,11 @@ class TrainerConfig:
     early_stopping_patience: int = 0  # stop after this many validations without improvement; 0: off
     early_stopping_metric: str = "val/loss"  # a key, a weighted sum, or val/<fid>/auto (train/selection.py)
     allow_worse: bool = False  # early stopping: may keep weights worse than the start's (step 0)
+    # Early stopping: a step beats the start only when lower than the start's value by more than
+    # this many of its standard errors (bootstrap over validation molecules and their structures,
+    # train/significance.py), so a number that moved by chance is no improvement; 0: any lower
+    significance: float = 1.0
+    bootstrap_draws: int = 200  # resamples of the validation set for that standard error
     max_nonfinite_steps: int = 10  # consecutive NaN/inf steps tolerated (each skipped) before stopping
     accumulate: int = 1  # batches per optimiser step and rank: the global batch is world × accumulate × batch
     l2sp: float = 0.0  # pull toward the start's weights, strength/2 * sum (w - w0)^2 (train/anchor.py); 0: off
@@ -62,7 +67,10 @@ class TrainerConfig:
         _positive(self, "trainer", "max_steps", "lr", "val_every", "ckpt_every", "log_every",
                   "keep_checkpoints", "max_nonfinite_steps", "accumulate")
         _non_negative(self, "trainer", "weight_decay", "warmup_steps", "min_lr", "energy_weight",
-                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp")
+                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp",
+                      "significance")
+        if self.bootstrap_draws < 2:
+            raise UserError(f"trainer.bootstrap_draws={self.bootstrap_draws}: must be 2 or more")
         _choice(self, "trainer", "schedule", SCHEDULES)
         _choice(self, "trainer", "device", DEVICES)
         _choice(self, "trainer", "dtype", DTYPES)

@@ -18,6 +18,7 @@ class TrainState:
     best_metrics: dict = dataclasses.field(default_factory=dict)  # its validation metrics
     bad_evals: int = 0  # validations since it last improved
     start_metric: float = math.nan  # the metric at step 0 (the start: a pretrained model, refit references)
+    start_error: float = 0.0  # its bootstrap standard error (train/significance.py): the floor's margin
     best_trained_metric: float = math.inf  # the best after a step was taken, and its step
     best_trained_step: int = 0
     nonfinite_total: int = 0

@@ -26,9 +26,10 @@ from foundation.train.loss import LossConfig, energy_force_loss
 from foundation.train.references import fit_references
 from foundation.train.selection import resolve as resolve_selection
 from foundation.train.selection import validation_profile
+from foundation.train.significance import standard_error
 from foundation.train.signals import StopRequest
 from foundation.train.state import TrainState, config_changes, plain, write_config
-from foundation.train.validate import validate
+from foundation.train.validate import metrics_from_sums, validate
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -57,6 +58,7 @@ class Trainer:
         self.run_dir = config.run_dir
         self.state = TrainState()
         self.best_weights: dict | None = None  # EMA weights of the best validation (early stopping)
+        self._start_rows: list | None = None  # per-structure errors of the step-0 validation
         self._saved_step = -1
         self.dtype = DTYPES[tc.dtype]
         self.engine = build_engine(config.distributed, tc)
@@ -152,9 +154,12 @@ class Trainer:
         state = self.state
         trained = (f"its best, {self.selection.format(state.best_trained_metric)} at step "
                    f"{state.best_trained_step}," if math.isfinite(state.best_trained_metric) else "it")
+        beyond = (f" by more than its sampling error ({self.config.significance:g} × "
+                  f"{self.selection.format(state.start_error)}, bootstrap over validation molecules)"
+                  if self.config.significance > 0 else "")
         return (f"not better: fine-tuning did not improve on the start's "
                 f"{self.selection.describe()} ({self.selection.format(state.start_metric)}; {trained} "
-                "is not lower), so the starting weights are written (trainer.allow_worse=true writes the "
+                f"is not lower{beyond}), so the starting weights are written (trainer.allow_worse=true writes the "
                 "best step instead)")
 
     def _loop(self, bar: ProgressBar, stop_at: int | None) -> tuple[str, dict]:
@@ -256,13 +261,16 @@ class Trainer:
         def predict_fn(batch, heads, force_heads):
             return predict(self.model, batch, heads, force_heads, create_graph=False)
 
+        # The start's per-structure errors give its metric's sampling error (the floor's margin).
+        rows = [] if self._floor and self.config.significance > 0 and self.state.step == 0 else None
         with self.ema.applied(self.model):
             self.model.eval()
             try:
                 val = validate(predict_fn, self.data.val_batches(), self.heads, self.loss_config,
-                               self.engine.device, self.dtype, self.engine.all_reduce)
+                               self.engine.device, self.dtype, self.engine.all_reduce, rows=rows)
             finally:
                 self.model.train()
+        self._start_rows = rows
         value = self.selection.value(val)
         if self.selection.composite and value is not None:
             val["val/selection"] = value  # the number early stopping compares, in metrics.csv
@@ -284,6 +292,9 @@ class Trainer:
             self.state.start_metric = self.state.best_metric = value
             self.state.best_step, self.state.best_metrics = 0, dict(val)
             self.best_weights = self._ema_weights()
+            if self._start_rows:
+                self.state.start_error = standard_error(self._start_rows, self.metric_of_sums,
+                                                        self.config.bootstrap_draws, self.config.seed)
 
     def _should_stop_early(self, val: dict[str, float]) -> bool:
         value = self._selected(val)
@@ -292,7 +303,7 @@ class Trainer:
         self.schedule.observe(value)
         if value < self.state.best_trained_metric:
             self.state.best_trained_metric, self.state.best_trained_step = value, self.state.step
-        if value < self.state.best_metric:
+        if value < self.state.best_metric and value < self._floor_value():
             self.state.best_metric, self.state.bad_evals = value, 0
             self.state.best_step, self.state.best_metrics = self.state.step, dict(val)
             if self.config.early_stopping_patience:
@@ -301,6 +312,20 @@ class Trainer:
         self.state.bad_evals += 1
         patience = self.config.early_stopping_patience
         return patience > 0 and self.state.bad_evals >= patience
+
+    def _floor_value(self) -> float:
+        """What a step must be below to count as better than the start: the start's value minus
+        `trainer.significance` times its bootstrap standard error (train/significance.py), so a
+        validation number that moved by chance is not taken for an improvement; inf without a
+        floor. The error is computed alike on every rank (each validates the whole split)."""
+        start = self.state.start_metric
+        if not self._floor or not math.isfinite(start):
+            return math.inf
+        return start - self.config.significance * self.state.start_error
+
+    def metric_of_sums(self, sums: dict) -> float | None:
+        """The selection metric of validation sums (`validate`'s, or a bootstrap resample's)."""
+        return self.selection.value(metrics_from_sums(sums, self.heads, self.loss_config))
 
     def _skipped_data(self) -> dict[str, float]:
         """Samples and shards left out so far under `data.on_error=skip`, summed over ranks;

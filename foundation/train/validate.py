@@ -7,7 +7,10 @@ result does not depend on how batches or ranks split the structures. Keys:
 molecules with two validation structures or more; what conformer rankings and dynamics depend
 on, and no per-element reference energy can fix), `val/<fid>/forces_mae`, `val/<fid>/forces_rmse`
 (eV/Å per component), and `val/loss` (the training loss on the whole split). Which of them
-chooses the kept weights is `foundation.train.selection`'s business."""
+chooses the kept weights is `foundation.train.selection`'s business; whether one value beats
+another by more than the validation set's sampling error is `foundation.train.significance`'s,
+from the per-structure `rows` that `validate` can also return (`metrics_from_sums` turns their
+resampled sums into metrics the same way)."""
 
 from __future__ import annotations
 
@@ -23,15 +26,21 @@ from foundation.train.loss import LossConfig
 
 def validate(predict_fn: Callable, batches: Iterable[AtomsBatch], heads: list[str],
              loss_config: LossConfig, device: torch.device, dtype: torch.dtype,
-             all_reduce: Callable[[dict, str], dict] | None = None) -> dict[str, float]:
-    """`predict_fn(batch, heads, force_heads)` returns the `predict` dict for `batch`."""
+             all_reduce: Callable[[dict, str], dict] | None = None,
+             rows: list | None = None) -> dict[str, float]:
+    """`predict_fn(batch, heads, force_heads)` returns the `predict` dict for `batch`. A list
+    given as `rows` gets one `foundation.train.significance.Row` per structure and fidelity."""
     sums: dict[str, float] = defaultdict(float)
     molecules: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    offset = 0
     for batch in batches:
         batch = batch.to(device, dtype)
         force_heads = loss_config.force_heads(batch, heads)
         pred = predict_fn(batch, heads, force_heads)
         _accumulate(sums, pred, batch, heads, molecules)
+        if rows is not None:
+            rows.extend(_rows(pred, batch, heads, offset))
+        offset += batch.n_structures
     # Each rank validates the whole split (every data module's val_batches), so each molecule's
     # sums are complete here and only the per-fidelity totals need combining.
     for (fid, _), (total, square, n) in molecules.items():
@@ -40,7 +49,7 @@ def validate(predict_fn: Callable, batches: Iterable[AtomsBatch], heads: list[st
             sums[f"{fid}/rel_n"] += n
     if all_reduce is not None:
         sums = all_reduce(dict(sums), "sum")
-    return _finish(sums, heads, loss_config)
+    return metrics_from_sums(sums, heads, loss_config)
 
 
 @torch.no_grad()
@@ -75,7 +84,37 @@ def _group(molecules: dict, fid: str, names: list[str], rows: list[int], errors:
             group[2] += 1
 
 
-def _finish(sums: dict, heads: list[str], loss_config: LossConfig) -> dict[str, float]:
+@torch.no_grad()
+def _rows(pred: dict, batch: AtomsBatch, heads: list[str], offset: int) -> list[tuple]:
+    """Per structure and fidelity with a label: (offset + index, molecule, fidelity, energy
+    error eV or nan, atoms, force |error| sum, squared-error sum, components)."""
+    out = []
+    n_atoms = batch.n_atoms_per_structure.tolist()
+    names = batch.molecule if len(batch.molecule) == batch.n_structures else [""] * batch.n_structures
+    for fid in heads:
+        e_mask = batch.energy_mask[fid].tolist()
+        err = (pred["energy"][fid].detach().to(torch.float64) - batch.energy[fid]).tolist()
+        f_abs = f_sq = f_n = [0] * batch.n_structures
+        if fid in pred.get("forces", {}):
+            atom_mask = batch.forces_mask[fid][batch.batch]
+            diff = (pred["forces"][fid].detach() - batch.forces[fid]).to(torch.float64)
+            diff = diff * atom_mask[:, None]
+
+            def per(x):  # per-atom values summed per structure
+                return torch.zeros(batch.n_structures, dtype=torch.float64).index_add_(
+                    0, batch.batch.cpu(), x.cpu().to(torch.float64)).tolist()
+
+            f_abs, f_sq = per(diff.abs().sum(1)), per(diff.square().sum(1))
+            f_n = per(3.0 * atom_mask.to(torch.float64))
+        for i in range(batch.n_structures):
+            if e_mask[i] or f_n[i]:
+                out.append((offset + i, names[i] or "", fid, err[i] if e_mask[i] else float("nan"),
+                            int(n_atoms[i]), float(f_abs[i]), float(f_sq[i]), int(f_n[i])))
+    return out
+
+
+def metrics_from_sums(sums: dict, heads: list[str], loss_config: LossConfig) -> dict[str, float]:
+    """The metrics of accumulated sums (those of a whole validation pass, or of a resample)."""
     metrics: dict[str, float] = {}
     loss = 0.0
     for fid in heads:

@@ -131,3 +131,40 @@ def test_the_floor_needs_no_validation_at_start_setting(tiny_run, xyz_path):
                                warmup_steps=0, val_at_start=False, early_stopping_patience=2))
     result = trainer.train()
     assert result.kept_start and math.isfinite(trainer.state.start_metric)
+
+
+def test_the_bootstrap_of_the_whole_set_is_validate_and_its_error_shrinks_with_more_structures():
+    """`foundation.train.significance`: resampled sums go through the same metrics as a whole
+    validation pass (all weights 1: exactly validate's numbers), and the standard error of a
+    relative-energy RMSE falls as molecules and conformers are added (about 1/√n)."""
+    from foundation.train.significance import Bootstrap, _weighted_sums, standard_error
+    from foundation.train.validate import metrics_from_sums
+
+    rng = np.random.default_rng(0)
+
+    def samples(n_molecules, n_conformers):
+        return [Sample([8, 1, 1], rng.normal(size=(3, 3)) * [1, 2, 3], {"cc": float(rng.normal())},
+                       {"cc": rng.normal(size=(3, 3))}, molecule=f"m{m}")
+                for m in range(n_molecules) for _ in range(n_conformers)]
+
+    def predict_fn(batch, heads, force_heads):  # a fixed "model": labels plus noise
+        return {"energy": {"cc": batch.energy["cc"] + torch.as_tensor(rng.normal(size=batch.n_structures))},
+                "forces": {"cc": batch.forces["cc"] + 0.1}}
+
+    config = LossConfig(1.0, 0.1, {})
+    heads = ["cc"]
+
+    def error(n_molecules, n_conformers):
+        rows: list = []
+        batches = [collate(samples(n_molecules, n_conformers), fidelities=heads)]
+        val = validate(predict_fn, batches, heads, config, torch.device("cpu"), torch.float64, rows=rows)
+        sums = {k: float(v[0]) for k, v in _weighted_sums(rows, np.ones((1, Bootstrap(rows).n))).items()}
+        assert metrics_from_sums(sums, heads, config) == pytest.approx(val)
+
+        def metric(s):
+            return metrics_from_sums(s, heads, config)["val/cc/relative_energy_rmse"]
+
+        return standard_error(rows, metric, draws=300, seed=0)
+
+    small, large = error(3, 4), error(30, 8)
+    assert 0 < large < small / 3  # 20x the structures: about 1/4.5 of the error

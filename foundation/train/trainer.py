@@ -62,6 +62,7 @@ class Trainer:
         self._saved_step = -1
         self.dtype = DTYPES[tc.dtype]
         self.engine = build_engine(config.distributed, tc)
+        self._stop, self._stop_agreed = None, False  # the loop's StopRequest; all ranks saw one
         if self.engine.lr_scale != 1.0:  # distributed.lr_scaling, for this world size
             s = self.engine.lr_scale
             self.config = tc = dataclasses.replace(tc, lr=tc.lr * s, min_lr=tc.min_lr * s)
@@ -173,6 +174,7 @@ class Trainer:
                 self._observe_start(val)
         atoms, t0 = 0, time.perf_counter()
         with StopRequest() as stop:
+            self._stop = stop
             while state.step < tc.max_steps:
                 micro = [next(batches).to(self.engine.device, self.dtype) for _ in range(tc.accumulate)]
                 state.step += 1
@@ -182,9 +184,12 @@ class Trainer:
                 last = state.step == tc.max_steps
                 row = {}
                 if state.step % tc.log_every == 0 or last:
+                    # Metrics are reduced over ranks only when logged: one scalar collective per
+                    # step otherwise (train_step's flags), each a point where ranks wait.
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    row = metrics | {"lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed,
-                                     "memory_mb": self.engine.all_reduce({"m": self.engine.memory_mb()}, "max")["m"]}
+                    row = self.engine.all_reduce(metrics, "mean") | {
+                        "lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed,
+                        "memory_mb": self.engine.all_reduce({"m": self.engine.memory_mb()}, "max")["m"]}
                     row |= self._skipped_data()
                     bar.update(state.step, row)
                     atoms, t0 = 0, time.perf_counter()
@@ -199,7 +204,7 @@ class Trainer:
                     return "early_stopped", val
                 if state.step % tc.ckpt_every == 0:
                     self.save()
-                if self._any_rank(stop.requested) or state.step == stop_at:
+                if self._stop_agreed or state.step == stop_at:
                     self.save()
                     return "interrupted", val
         return "completed", val
@@ -208,7 +213,10 @@ class Trainer:
         """One optimiser step on `batch` (already on the device), or on a list of batches
         (`trainer.accumulate`): their gradients add up, each loss divided by their number, and
         under DDP only the last one's backward all-reduces. A step whose loss or gradient is not
-        finite changes nothing but the counters; too many in a row stop the run."""
+        finite changes nothing but the counters; too many in a row stop the run. The returned
+        metrics are this rank's (the loop reduces them when it logs). Ranks agree in one scalar
+        collective per step: on the non-finite flag and, riding with it, a stop request (a
+        signal to any rank), which the loop acts on at the end of the step (`_stop_agreed`)."""
         state = self.state
         micro = batch if isinstance(batch, list) else [batch]
         loss, parts = 0.0, {}
@@ -220,7 +228,10 @@ class Trainer:
                 parts[k] = parts.get(k, 0.0) + float(v) / len(micro)
         grad_norm = self.engine.clip_grad_norm(self.config.grad_clip)
         bad = not (math.isfinite(loss) and math.isfinite(float(grad_norm)))
-        if self._any_rank(bad):
+        stop = self._stop is not None and self._stop.requested
+        flags = self.engine.all_reduce({"nonfinite": float(bad), "stop": float(stop)}, "max")
+        self._stop_agreed = flags["stop"] > 0
+        if flags["nonfinite"] > 0:
             self.engine.skip_step()
             state.nonfinite_total += 1
             state.nonfinite_run += 1
@@ -236,7 +247,7 @@ class Trainer:
         metrics = {"loss": loss, "grad_norm": float(grad_norm),
                    "nonfinite_steps": state.nonfinite_total}
         metrics |= {f"loss/{k}": float(v) for k, v in parts.items()}
-        return self.engine.all_reduce(metrics, "mean")
+        return metrics
 
     def _backward(self, batch, n: int) -> tuple[float, dict]:
         """Forward and backward of one batch, its loss divided by `n`; (loss, its parts)."""
@@ -335,9 +346,6 @@ class Trainer:
                   "skipped_shards": len(getattr(self.stream, "failed_shards", {}))}
         counts = self.engine.all_reduce(counts, "sum")
         return {k: round(v) for k, v in counts.items() if round(v)}
-
-    def _any_rank(self, flag: bool) -> bool:
-        return self.engine.all_reduce({"flag": float(flag)}, "max")["flag"] > 0
 
     def save(self) -> Path | None:
         """Rank 0 writes the checkpoint, with every rank's data position and RNG states; an

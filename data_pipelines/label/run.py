@@ -21,6 +21,8 @@ import dataclasses
 import json
 import multiprocessing
 import os
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -41,11 +43,12 @@ def _init_worker() -> None:
 
 def _compute(fidelity: str, numbers: list, positions: list, charge: int = 0, multiplicity: int = 1) -> dict:
     level = get_level(fidelity)
+    cpu = time.process_time()  # one thread per worker: what the calculation cost, whoever shares the machine
     if (charge, multiplicity) == (0, 1):  # as before: levels of older plugins take no charge or spin
         label = level.compute(np.array(numbers), np.array(positions))
     else:
         label = level.compute(np.array(numbers), np.array(positions), charge=charge, multiplicity=multiplicity)
-    return dataclasses.asdict(label)
+    return dataclasses.asdict(label) | {"cpu_seconds": time.process_time() - cpu}
 
 
 def load_structures(out_dir: Path, plan: dict | None) -> list[Structure]:
@@ -63,6 +66,16 @@ def load_structures(out_dir: Path, plan: dict | None) -> list[Structure]:
             for r in map(json.loads, path.read_text().splitlines())]
 
 
+def write_structures(out_dir: str | Path, structures: Sequence[Structure]) -> Path:
+    """`structures.jsonl` of a run whose structures were chosen elsewhere (not expanded from a
+    plan), written atomically and only once: a resumed run labels exactly the same ones."""
+    path = Path(out_dir) / "structures.jsonl"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(path, "".join(json.dumps(_structure_record(s)) + "\n" for s in structures))
+    return path
+
+
 def _structure_record(s: Structure) -> dict:
     record = {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
               "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
@@ -74,10 +87,13 @@ def _structure_record(s: Structure) -> dict:
 
 def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 1,
                   retry_failed: bool = False, max_tasks: int | None = None, progress: bool = True,
-                  problems: list[str] | None = None) -> dict:
-    """Label every pending task; returns counts {"ok", "unconverged", "failed", "skipped"}.
-    `problems` (a list) gets one line per calculation of this run that failed or did not
-    converge, "<id> <fidelity>: <why>", in the order they finished."""
+                  problems: list[str] | None = None,
+                  admit: Callable[[Structure, str], bool] | None = None) -> dict:
+    """Label every pending task; returns counts {"ok", "unconverged", "failed", "skipped"} (and
+    "deferred" with `admit`). `problems` (a list) gets one line per calculation of this run that failed or did
+    not converge, "<id> <fidelity>: <why>", in the order they finished. `admit(structure,
+    fidelity)`, asked just before each task would start (in task order), may refuse it (a
+    budget spent): it is left undone, counted as deferred, and asked again by a later run."""
     out_dir = Path(out_dir)
     structures = load_structures(out_dir, plan)
     for s in structures:  # every refusal before the first calculation
@@ -88,10 +104,12 @@ def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 
             store.done = {(r["id"], r["fidelity"]) for r in store.records if r["status"] == "ok"}
         tasks = [(s, fid) for s in structures for fid in s.levels if (s.id, fid) not in store.done]
         counts = {"ok": 0, "unconverged": 0, "failed": 0, "skipped": sum(len(s.levels) for s in structures) - len(tasks)}
+        if admit is not None:
+            counts["deferred"] = 0
         tasks = tasks[:max_tasks] if max_tasks is not None else tasks
         bar = progress_bar(total=len(tasks), desc="labelling", unit="calc", enabled=progress, smoothing=0.05)
         while tasks:
-            tasks, suspects = _run_pool(tasks, store, workers, counts, bar, 2 * workers)
+            tasks, suspects = _run_pool(tasks, store, workers, counts, bar, 2 * workers, admit)
             while suspects:  # in flight when a worker died: rerun them one at a time to find which killed it
                 suspects, _ = _run_pool(suspects, store, 1, counts, bar, 1)
         bar.close()
@@ -107,7 +125,8 @@ def _problem(record: dict) -> str:
     return f"{record['id']} {record['fidelity']}: {why}"
 
 
-def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_flight: int) -> tuple[list, list]:
+def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_flight: int,
+              admit: Callable | None = None) -> tuple[list, list]:
     """Run `tasks` in a fresh pool until done or the pool breaks (a worker died: a crash in native
     code, the kernel's OOM killer). Returns (tasks not started, tasks in flight when it broke). A
     task alone in flight when its worker died is the one that killed it: it is recorded as failed,
@@ -120,6 +139,11 @@ def _run_pool(tasks, store: LabelStore, workers: int, counts: dict, bar, max_in_
             try:
                 while pending and len(in_flight) < max_in_flight:
                     s, fid = pending[-1]
+                    if admit is not None and not admit(s, fid):
+                        pending.pop()
+                        counts["deferred"] += 1
+                        bar.update()
+                        continue
                     in_flight[pool.submit(_compute, fid, s.numbers.tolist(), s.positions.tolist(),
                                           int(s.charge), int(s.multiplicity))] = (s, fid)
                     pending.pop()

@@ -156,7 +156,7 @@ def torchani_ani1x(seed: int = 0) -> torch.nn.Module:
 
 def ours_from(peer: torch.nn.Module) -> torch.nn.Module:
     """Our ANI model with the peer's weights (Hartree -> eV folded into the output layers)."""
-    from foundation.hub.torchani_import import from_torchani
+    from foundation.hub.ani.from_torchani import from_torchani
 
     return from_torchani(peer).requires_grad_(True)
 

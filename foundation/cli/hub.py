@@ -123,7 +123,7 @@ def run_export(args) -> int:
 
 
 def run_import_torchani(args) -> int:
-    from foundation.hub.torchani_import import import_torchani
+    from foundation.hub.ani.from_torchani import import_torchani
 
     if not str(args.out).endswith(".safetensors"):
         raise UserError(f"{args.out}: the output file must end in .safetensors")
@@ -134,7 +134,7 @@ def run_import_torchani(args) -> int:
 
 def run_import_neurochem(args) -> int:
     from foundation.hub.format import read_header
-    from foundation.hub.neurochem_import import import_neurochem
+    from foundation.hub.ani.from_neurochem import import_neurochem
 
     out = import_neurochem(args.path, args.out, member=args.member, head=args.head, dtype=args.dtype)
     header = read_header(out)
@@ -152,7 +152,7 @@ def _local_copy(entry):
     if entry.url and not entry.url.startswith("hf://") and cache_path(entry.url, entry.sha256).is_file():
         return cache_path(entry.url, entry.sha256)
     if entry.neurochem:
-        from foundation.hub.ani_zoo import cached_model
+        from foundation.hub.ani.zoo import cached_model
 
         if cached_model(entry.neurochem).is_file():
             return cached_model(entry.neurochem)

@@ -9,7 +9,7 @@ Each file is `{"format_version": 1, "models": {NAME: ENTRY}}` with ENTRY:
     path         a file shipped beside the registry file (loads with no network)
     neurochem    a model of the published ANI model zoo (e.g. "ani-2x_8x"): downloaded file by file
                  from the pinned URLs of its manifest, verified, converted and cached
-                 (foundation.hub.ani_zoo); with a path, the shipped file is that conversion, and
+                 (foundation.hub.ani.zoo); with a path, the shipped file is that conversion, and
                  `foundation hub download NAME --refresh` rebuilds it from the published files
     sha256       hex digest the file must have (required with a url: the cache trusts only it)
     size         bytes
@@ -50,7 +50,7 @@ class RegistryEntry:
     elements: tuple[str, ...] = ()
     license: str = ""
     attribution: str = ""
-    neurochem: str | None = None  # a model of the ANI model zoo (foundation.hub.ani_zoo)
+    neurochem: str | None = None  # a model of the ANI model zoo (foundation.hub.ani.zoo)
     source: str = ""  # the registry file that defined it
 
     @property

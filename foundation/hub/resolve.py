@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from foundation.errors import CheckpointError, UserError
-from foundation.hub import ani_zoo
+from foundation.hub.ani import zoo as ani_zoo
 from foundation.hub.cache import cache_dir, file_sha256, is_offline
 from foundation.hub.download import download, safetensors_problem
 from foundation.hub.registry import RegistryEntry, get_entry, is_registered

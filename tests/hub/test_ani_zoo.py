@@ -14,7 +14,8 @@ import torch
 
 import foundation
 from foundation.errors import CheckpointError, UserError
-from foundation.hub import ani_manifest, ani_zoo
+from foundation.hub.ani import manifest as ani_manifest
+from foundation.hub.ani import zoo as ani_zoo
 from foundation.hub.format import read_header
 
 ZOO = Path(__file__).resolve().parents[2].parent / "shared" / "ani-model-zoo"
@@ -87,7 +88,7 @@ def _cached_files(root: Path) -> list[Path]:
 
 
 def test_ani2x_downloads_verified_resumes_and_then_works_offline(zoo_server, tmp_path, monkeypatch):
-    from foundation.hub.neurochem_import import load_neurochem
+    from foundation.hub.ani.from_neurochem import load_neurochem
 
     zoo_server.faults[LAYER] = "drop_once"
     model = foundation.load_pretrained("ani-2x", device="cpu")

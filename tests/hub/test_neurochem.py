@@ -19,7 +19,7 @@ from foundation.data.batch import collate
 from foundation.data.sample import Sample
 from foundation.errors import UserError
 from foundation.hub.format import read_header
-from foundation.hub.neurochem_import import load_neurochem
+from foundation.hub.ani.from_neurochem import load_neurochem
 from foundation.models.ani import ANI
 from foundation.models.ensemble import EnsembleModel
 from foundation.units import HARTREE_TO_EV

@@ -78,7 +78,7 @@ def _assert_same(theirs, ours, atoms, name):
 
 
 def test_ani1x_ensemble_converts_exactly():
-    from foundation.hub.torchani_import import from_torchani
+    from foundation.hub.ani.from_torchani import from_torchani
 
     theirs = build_torchani("ani1x", members=2)
     ours = from_torchani(theirs, head="wb97x_631gs")
@@ -94,7 +94,7 @@ def test_ani1x_ensemble_converts_exactly():
 
 
 def test_ani2x_single_network_with_s_f_cl():
-    from foundation.hub.torchani_import import from_torchani
+    from foundation.hub.ani.from_torchani import from_torchani
 
     theirs = build_torchani("ani2x", members=1, seed=3)
     ours = from_torchani(theirs)
@@ -106,7 +106,7 @@ def test_ani2x_single_network_with_s_f_cl():
 
 def test_legacy_state_dict_and_file_round_trip(tmp_path):
     import foundation
-    from foundation.hub.torchani_import import convert_state_dict, import_torchani
+    from foundation.hub.ani.from_torchani import convert_state_dict, import_torchani
 
     theirs = build_torchani("ani1x", members=2, seed=5)
     legacy = convert_state_dict(theirs.legacy_state_dict())  # cutoffs inferred from the shifts
@@ -122,7 +122,7 @@ def test_legacy_state_dict_and_file_round_trip(tmp_path):
 
 
 def test_not_a_torchani_state_dict_is_a_clear_error(tmp_path):
-    from foundation.hub.torchani_import import convert_state_dict, from_torchani, load_torchani
+    from foundation.hub.ani.from_torchani import convert_state_dict, from_torchani, load_torchani
 
     with pytest.raises(UserError, match="no TorchANI element networks"):
         convert_state_dict({"weight": torch.zeros(3)})

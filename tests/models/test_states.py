@@ -77,7 +77,7 @@ def test_the_calculator_of_every_shipped_model_refuses_charged_and_open_shell_st
 
 @pytest.mark.skipif(not (ZOO / "resources").is_dir(), reason=f"the published ANI files are not at {ZOO}")
 def test_the_ani2x_conversion_refuses_them_too():
-    from foundation.hub.neurochem_import import load_neurochem
+    from foundation.hub.ani.from_neurochem import load_neurochem
 
     model, _ = load_neurochem(ZOO / "resources" / "ani-2x_8x.info")
     ammonium = _ammonium()

@@ -2,7 +2,7 @@
 file by file from their commit-pinned URLs, verified, converted once and cached as one
 `.safetensors` file.
 
-What is fetched, from where, and what is verified against: `foundation.hub.ani_manifest`.
+What is fetched, from where, and what is verified against: `foundation.hub.ani.manifest`.
 
 Each file goes through `foundation.hub.download` (resumable, verified, an HTML page refused); the
 converted model is written atomically to `<cache>/ani-model-zoo/<commit[:12]>/<model>.safetensors`
@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from foundation.errors import UserError
-from foundation.hub.ani_manifest import file_url, load_manifest, model_files
+from foundation.hub.ani.manifest import file_url, load_manifest, model_files
 from foundation.hub.cache import is_offline
 from foundation.hub.download import download, safetensors_problem
 from foundation.paths import cache_dir
@@ -63,7 +63,7 @@ def _download_all(manifest: Mapping, paths: list[str], progress: bool) -> dict[s
 
 def _convert(manifest: Mapping, model: str, local: Mapping[str, Path], target: Path) -> None:
     from foundation.hub.format import save_model
-    from foundation.hub.neurochem_import import convert  # lazy: the converter pulls in the models
+    from foundation.hub.ani.from_neurochem import convert  # lazy: the converter pulls in the models
 
     def read(rel: str) -> bytes:
         key = f"resources/{rel}"

@@ -1,4 +1,4 @@
-"""A neurochem model (`foundation.hub.neurochem`) as our model, and as a `.safetensors` file that
+"""A neurochem model (`foundation.hub.ani.neurochem`) as our model, and as a `.safetensors` file that
 carries its licence and attribution.
 
 The head is the fidelity the published networks were trained on, in our method_basis names
@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from foundation.errors import UserError
-from foundation.hub.ani_manifest import attribution, load_manifest
-from foundation.hub.ani_weights import ani_member, check_aev_constants
-from foundation.hub.neurochem import NeurochemModel, ReadBytes, directory_reader, find_info, read_model
+from foundation.hub.ani.manifest import attribution, load_manifest
+from foundation.hub.ani.weights import ani_member, check_aev_constants
+from foundation.hub.ani.neurochem import NeurochemModel, ReadBytes, directory_reader, find_info, read_model
 from foundation.models.ani import ANIConfig
 from foundation.models.base import PotentialModel
 from foundation.models.ensemble import EnsembleModel
@@ -93,7 +93,7 @@ def convert(read: ReadBytes, info: str, *, member: int | None = None, head: str 
     parsed = read_model(hashing, info, member)
     model = to_model(parsed, head, dtype, where)
     metadata = {"default_head": head,
-                "provenance": {"converted_from": where, "converter": "foundation.hub.neurochem",
+                "provenance": {"converted_from": where, "converter": "foundation.hub.ani.neurochem",
                                "format": "neurochem", "members": parsed.member_indices,
                                "units_converted": "Hartree -> eV"}}
     metadata.update(attribution(manifest if manifest is not None else load_manifest(), info, hashes))

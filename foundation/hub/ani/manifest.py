@@ -1,4 +1,4 @@
-"""The ANI model zoo's manifest (`ani_model_zoo.json`, package data: the zoo's MANIFEST.json):
+"""The ANI model zoo's manifest (`model_zoo.json`, package data: the zoo's MANIFEST.json):
 for every published file its sha256, size and path, the repository, the commit and the URL
 template; and what a converted model's header says about where it comes from and its licence.
 
@@ -23,7 +23,7 @@ ATTRIBUTION = ("ANI potentials by Smith, Isayev, Roitberg et al. (AIQM), from gi
 
 def load_manifest() -> dict:
     """The packaged copy of the zoo's MANIFEST.json."""
-    return json.loads((resources.files("foundation.hub") / "ani_model_zoo.json").read_text(encoding="utf-8"))
+    return json.loads((resources.files("foundation.hub.ani") / "model_zoo.json").read_text(encoding="utf-8"))
 
 
 def license_text() -> str:

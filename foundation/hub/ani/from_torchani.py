@@ -2,7 +2,7 @@
 ANI model, so its predictions can be evaluated, run and fine-tuned here.
 
 What changes on the way (units, NN(0) folded into the reference energies, element order) is
-in `foundation.hub.ani_weights`, shared with the NeuroChem reader (`foundation.hub.neurochem`).
+in `foundation.hub.ani.weights`, shared with the NeuroChem reader (`foundation.hub.ani.neurochem`).
 
 A state-dict file cannot say which activation or cutoff function it was trained with: CELU(0.1)
 and the cosine cutoff of ANI-1x/2x are assumed (`from_torchani` on a module checks them).
@@ -23,8 +23,8 @@ import torch
 
 from foundation.data.elements import atomic_number
 from foundation.errors import UserError
-from foundation.hub.ani_weights import ani_member as _member
-from foundation.hub.ani_weights import check_aev_constants
+from foundation.hub.ani.weights import ani_member as _member
+from foundation.hub.ani.weights import check_aev_constants
 from foundation.models.ani import ANIConfig
 from foundation.models.base import PotentialModel
 from foundation.models.ensemble import EnsembleModel
@@ -112,7 +112,7 @@ def import_torchani(source: str | os.PathLike, out: str | os.PathLike, head: str
         torchani_version = version("torchani")
     except PackageNotFoundError:  # a state-dict file converts without TorchANI installed
         torchani_version = None
-    provenance = {"converted_from": str(source), "converter": "foundation.hub.torchani_import",
+    provenance = {"converted_from": str(source), "converter": "foundation.hub.ani.from_torchani",
                   "torchani_version": torchani_version, "units_converted": "Hartree -> eV"}
     return save_model(model.eval(), out, metadata={"provenance": provenance})
 

@@ -154,6 +154,70 @@ def torchani_ani1x(seed: int = 0) -> torch.nn.Module:
     return model.requires_grad_(True)
 
 
+def ani1x_ensemble() -> torch.nn.Module:
+    """Our 8-member `ani-1x` from the registry (the published ANI-1x weights shipped in the
+    package), weights frozen, eval mode: what a user gets by name."""
+    import foundation
+
+    return foundation.load_pretrained("ani-1x", device="cpu").requires_grad_(False)
+
+
+def torchani_from_ours(ours: torch.nn.Module, head: str = HEAD) -> torch.nn.Module:
+    """TorchANI's ANI-1x architecture (as `torchani_ani1x`) holding the weights of our ANI model or
+    ensemble (one TorchANI member per member): the same networks, the output layers back in
+    Hartree, and self energies such that both give the same energies. Ours subtracts NN_Z(0) per
+    atom with per-member reference energies (`foundation.hub.ani.weights`); TorchANI has one set
+    of self energies for all members, recovered as reference − NN_Z(0) (equal over members up to
+    rounding; the mean is taken, the largest difference returned in `.conversion_spread_ev`)."""
+    from foundation.units import HARTREE_TO_EV
+
+    members = list(getattr(ours, "members", [ours]))
+    peer = _torchani_ani1x_members(len(members))
+    symbols = [s for s in members[0].networks]
+    state = dict(peer.state_dict())
+    self_energies = []
+    for m, member in enumerate(members):
+        prefix = f"potentials.nnp.neural_networks.members.{m}.atomics" if len(members) > 1 else \
+            "potentials.nnp.neural_networks.atomics"
+        row = member.head_index(head)
+        with torch.no_grad():
+            for sym, net in member.networks.items():
+                linears = [layer for layer in net.layers if isinstance(layer, torch.nn.Linear)]
+                for k, layer in enumerate(linears):
+                    state[f"{prefix}.{sym}.layers.{k}.weight"] = layer.weight.detach().clone()
+                    state[f"{prefix}.{sym}.layers.{k}.bias"] = layer.bias.detach().clone()
+                out = net.heads[head]
+                state[f"{prefix}.{sym}.final_layer.weight"] = out.weight.detach() / HARTREE_TO_EV
+                state[f"{prefix}.{sym}.final_layer.bias"] = out.bias.detach() / HARTREE_TO_EV
+            zero = {sym: float(copy.deepcopy(net).double()(torch.zeros(1, member.aev.out_dim,
+                                                                      dtype=torch.float64))[0, row])
+                    for sym, net in member.networks.items()}
+        refs = member.reference_energies[row]
+        self_energies.append([(float(refs[k]) - zero[sym]) / HARTREE_TO_EV for k, sym in enumerate(symbols)])
+    table = np.array(self_energies)
+    peer.load_state_dict(state)
+    # float64 before any cast: self energies are ~1e1 Hartree, float32 would lose 1e-4 eV
+    peer.energy_shifter.self_energies = torch.tensor(table.mean(0), dtype=torch.float64)
+    peer.conversion_spread_ev = float(np.ptp(table, axis=0).max() * HARTREE_TO_EV)
+    return peer.to(members[0].dtype).eval().requires_grad_(False)
+
+
+def _torchani_ani1x_members(n: int) -> torch.nn.Module:
+    from torchani.arch import Assembler
+    from torchani.utils import SYMBOLS_1X
+
+    asm = Assembler(periodic_table_index=True)
+    asm.set_symbols(SYMBOLS_1X)
+    asm.set_global_cutoff_fn("cosine")
+    asm.set_aev_computer(radial="ani1x", angular="ani1x", strategy="pyaev")
+    asm.set_atomic_networks(ctor="ani1x")
+    asm.set_neighborlist("all_pairs")
+    asm.set_gsaes_as_self_energies("wb97x-631gd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return asm.assemble(n)
+
+
 def ours_from(peer: torch.nn.Module) -> torch.nn.Module:
     """Our ANI model with the peer's weights (Hartree -> eV folded into the output layers)."""
     from foundation.hub.ani.from_torchani import from_torchani

@@ -23,13 +23,13 @@ SMILES, TIMESTEP_FS = "CC(C)Cc1ccc(cc1)C(C)C(=O)O", 0.5
 STEPS, REPEATS = common.sized((100, 7), (5, 1))
 
 
-def molecule():
-    """ASE Atoms of one RDKit conformer of `SMILES`, hydrogens included."""
+def molecule(smiles: str = SMILES):
+    """ASE Atoms of one RDKit conformer of `smiles`, hydrogens included."""
     from ase import Atoms
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
-    mol = Chem.AddHs(Chem.MolFromSmiles(SMILES))
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     AllChem.EmbedMolecule(mol, randomSeed=0)
     return Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=mol.GetConformer().GetPositions())
 

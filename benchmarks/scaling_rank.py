@@ -7,14 +7,14 @@ wall time goes, written to OUT_DIR/timing-rank<r>.json.
 Per optimiser step (the trainer's own loop, unchanged; only timers around its parts):
 - `data_ms`: waiting for the stream's next batch (all `trainer.accumulate` of them);
 - `step_ms`: the trainer's `train_step` (forward, forces, backward, gradient all-reduce, clip,
-  AdamW, EMA, and the two small all-reduces it does: the non-finite flag and the metrics);
+  AdamW, EMA, and the one small all-reduce it does: the non-finite flag with the stop request);
 - `grad_reduce_ms`: each gradient bucket's all-reduce, from the moment DDP hands it over (its
   gradients are ready) to its completion, through a comm hook that does what DDP's default one
   does (mean over ranks), timed; it includes waiting for the slower rank;
 - `grad_exposed_ms`: the part of the backward pass spent waiting for those all-reduces after this
   rank's last gradient was ready (what overlapping could not hide);
 - `scalar_sync_in_step_ms`, `scalar_sync_loop_ms`: the trainer's all-reduces of scalars (the
-  non-finite flag and the metrics in `train_step`; the stop flag, memory and validation in the
+  flags in `train_step`; on logging steps the metrics and memory, and validation, in the
   loop), each a synchronisation point of all ranks;
 - `wall_ms`: from this step's first batch request to the next one's.
 Before training, `pure_reduce_ms`: the median all-reduce of a tensor as large as the gradients right

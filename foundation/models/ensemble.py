@@ -62,7 +62,7 @@ class EnsembleModel(PotentialModel):
         del self._buffers["reference_energies"]
         self.members = nn.ModuleList(members)
         self.share = True  # members evaluated together where they can be (False: each whole)
-        self._shared_cache: dict = {}  # the shared evaluation's stacked weights (eval mode)
+        self._shared_cache = _Cache()  # the shared evaluation, its stacked weights (eval mode)
 
     @classmethod
     def from_members(cls, members: Sequence[PotentialModel]) -> "EnsembleModel":
@@ -180,3 +180,14 @@ class EnsembleModel(PotentialModel):
         reference = torch.stack([m.reference_energies for m in self.members])  # (M, heads, elements)
         reference = reference.index_select(1, index).index_select(2, species).transpose(1, 2)
         return learned.index_select(2, index).to(torch.float64) + reference
+
+
+class _Cache(dict):
+    """What the shared evaluation keeps between calls; rebuilt, never copied or pickled (a copy
+    of the model has other parameters)."""
+
+    def __deepcopy__(self, memo):
+        return _Cache()
+
+    def __reduce__(self):
+        return _Cache, ()

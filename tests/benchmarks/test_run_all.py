@@ -80,7 +80,9 @@ def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
         assert f"-- benchmarks.{name}: ok" in done.stdout
     written = {p.stem for p in tmp_path.glob("*.json")}
     assert {"train_step_vs_torchani", "inference_vs_torchani", "md_vs_torchani", "streaming_vs_hdf5",
-            "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m"} <= written
+            "streaming_rss_flat", "scaling_2proc", "active_learning", "scale_stream_5m",
+            "ensemble_inference_vs_torchani", "ensemble_md_vs_torchani", "ensemble_latency_vs_torchani",
+            "ensemble_cost_8_vs_1", "md_threads_under_load"} <= written
     if installed():  # the optional extra: peers_mace and peers_mace_transfer skip without it
         assert {"mace_rel_energy_rmse_vs_mace_torch", "mace_forces_mae_vs_mace_torch",
                 "mace_train_throughput_vs_mace_torch", "mace_transfer_rel_energy_rmse_vs_mace_torch",

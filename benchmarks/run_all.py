@@ -39,7 +39,7 @@ from foundation.errors import entry_point
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
 NOT_BENCHMARKS = {"__init__", "common", "run_all"}
-HELPERS = {"scale_rank": "one rank of scale_rehearsal", "scale_data": "the shard writer of scale_rehearsal",
+HELPERS = {"scale_rehearsal_rank": "one rank of scale_rehearsal", "scale_data": "the shard writer of scale_rehearsal",
            "two_nodes_rank": "one rank of two_nodes", "scaling_rank": "one rank of scaling"}
 LONG = {"active_learning": "~13 minutes on 2 cores", "scale_rehearsal": "~20 minutes on 2 cores",
         "peers_mace": "~55 minutes on 2 cores (`make bench-peers`)",

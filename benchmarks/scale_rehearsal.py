@@ -8,8 +8,8 @@
    from disk as a cluster reads from its file system (not from memory the writer just filled).
 2. Time to the first batch at two sizes: the whole set and its first tenth of shards (links in a
    folder with their own manifest), launches alternating.
-3. One epoch in two jobs (`benchmarks/scale_rank.py`): `head` streams to half of each rank's
-   share, saves the stream position and exits; `tail` restores it in fresh processes (a job
+3. One epoch in two jobs (`benchmarks/scale_rehearsal_rank.py`): `head` streams to half of each
+   rank's share, saves the stream position and exits; `tail` restores it in fresh processes (a job
    restart), checks its first batches are the ones `head` saw next, and finishes the epoch.
    Every conformation must be counted exactly once over ranks and jobs.
 4. `scale_stream_5m.json` (+ `.png`, memory over time) in benchmarks/results/. The headline is the
@@ -43,7 +43,7 @@ from foundation.data.shards.manifest import load_manifest, write_manifest
 from foundation.data.shards.reader import iter_shard_records
 
 REPO = Path(__file__).resolve().parents[1]
-RANK_SCRIPT = Path(__file__).with_name("scale_rank.py")
+RANK_SCRIPT = Path(__file__).with_name("scale_rehearsal_rank.py")
 NPROC, WARMUP = 2, 0.1  # ranks; the first tenth of each job's time is warm-up for the memory check
 
 
@@ -64,7 +64,7 @@ class Settings:
 
 def torchrun(mode: str, shards: Path, out: Path, settings: Settings, tag: str = "",
              extra: tuple[str, ...] = ()) -> list[dict]:
-    """Run `scale_rank.py MODE` on NPROC ranks; returns each rank's result."""
+    """Run `scale_rehearsal_rank.py MODE` on NPROC ranks; returns each rank's result."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={NPROC}",
            str(RANK_SCRIPT), mode, str(shards), str(out), *settings.argv(), f"--launched={time.time()}",

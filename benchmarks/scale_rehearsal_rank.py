@@ -3,13 +3,14 @@ benchmark by itself). Each rank streams its share of the shards through `ShardSt
 DataLoader workers, as `foundation train data=shards` does, with no model step: the data path
 alone, at the rate it can go.
 
-    scale_rank.py first SHARDS OUT ...   time to the first batch, then (--allreduce) the time of
-                                         all-reducing gradients of the given sizes
-    scale_rank.py head  SHARDS OUT ...   epoch 0 up to half of this rank's share; save the stream
-                                         position (all ranks: a collective) to OUT/state.json; note
-                                         the next --check batches; exit
-    scale_rank.py tail  SHARDS OUT ...   a new job: restore OUT/state.json, check that the first
-                                         batches are the noted ones, stream the rest of epoch 0
+    scale_rehearsal_rank.py first SHARDS OUT ...  time to the first batch, then (--allreduce) the
+                                                  time of all-reducing gradients of the given sizes
+    scale_rehearsal_rank.py head  SHARDS OUT ...  epoch 0 up to half of this rank's share; save the
+                                                  stream position (all ranks: a collective) to
+                                                  OUT/state.json; note the next --check batches; exit
+    scale_rehearsal_rank.py tail  SHARDS OUT ...  a new job: restore OUT/state.json, check that the
+                                                  first batches are the noted ones, stream the rest
+                                                  of epoch 0
 
 Epoch accounting: the stream is endless, and DataLoader workers take turns (batch j of a run
 comes from logical reader (j + offset) % workers), each reader holding a known share of epoch 0's

@@ -16,8 +16,7 @@ import torch
 
 from foundation.errors import CheckpointError, UserError
 from foundation.hub.format import load_model_file
-from foundation.hub.resolve import is_remote_or_registered, resolve_device
-from foundation.hub.resolve import load_pretrained as load_published
+from foundation.hub.resolve import is_remote_or_registered, load_published, resolve_device
 
 
 def load_pretrained(name_or_path: str | os.PathLike, device: str | torch.device = "auto"):

@@ -75,10 +75,11 @@ def fetch_entry(entry: RegistryEntry, *, progress: bool = True, force: bool = Fa
     return download(entry.url, entry.sha256, entry.size, progress=progress, force=force)
 
 
-def load_pretrained(name_or_path: str | os.PathLike, device: str | torch.device = "auto"):
+def load_published(name_or_path: str | os.PathLike, device: str | torch.device = "auto"):
     """A distributable model: a registry name, a URL, an `hf://` path or a `.safetensors` file; in
     eval mode on `device` ("auto": GPU if any). Run directories and training checkpoints are the
-    trainer's: `foundation.load_pretrained` (foundation.loading) reads those too."""
+    trainer's: `foundation.load_pretrained` (foundation.loading), the one public loader, reads
+    those too and calls this for the rest."""
     from foundation.hub.format import load_model_file
 
     device = resolve_device(device)

@@ -6,6 +6,11 @@ Each member keeps its own weights *and* its own reference energies (a TorchANI e
 to our format needs that: our ANI subtracts NN(0) per member, which is folded into each member's
 reference energies). The ensemble's `reference_energies` is the members' mean, read-only;
 `set_reference_energies` sets every member's.
+
+Members that compute alike share the work (`PotentialModel.shared_ensemble`; for ANI members
+with equal AEVs, `foundation.models.ani_ensemble`: one neighbour list and one AEV per batch, the
+element networks of all members as batched matmuls, one backward for the forces), with every
+member's output what it computes alone up to float rounding; other members run whole.
 """
 
 from __future__ import annotations

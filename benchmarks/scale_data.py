@@ -21,7 +21,6 @@ renamed when complete, like `ShardWriter`'s, but not fsynced: this is scratch da
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tarfile
 from pathlib import Path
@@ -36,7 +35,7 @@ from foundation.units import HARTREE_TO_EV
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
 REPO = Path(__file__).resolve().parents[1]
-STRUCTURES = REPO / "data_pipelines" / "embedded" / "labels" / "structures.jsonl"
+EMBEDDED_LABELS = REPO / "data_pipelines" / "embedded" / "labels"  # its structures.jsonl
 _FREE_ATOM_EV = {z: e * HARTREE_TO_EV for z, e in {1: -0.500, 6: -37.845, 7: -54.589, 8: -75.067}.items()}
 _K = 20.0  # eV/Å², force constant of the harmonic labels
 _SIGMA = (0.02, 0.12)  # Å, range of the per-conformation rattle
@@ -47,14 +46,14 @@ _KEY_DIGITS = 9  # member names `<index:09d>.msgpack`, as `ShardWriter` writes t
 
 def seed_molecules(min_atoms: int = 5, max_atoms: int = 30) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, atomic numbers (n,), positions (n, 3) Å) of the real molecules copies are made of."""
+    from foundation.pipelines.label.structures import read_structures
+
     seeds, seen = [], set()
-    with open(STRUCTURES) as f:
-        for line in f:
-            row = json.loads(line)
-            if row["molecule"] in seen or not min_atoms <= len(row["numbers"]) <= max_atoms:
-                continue
-            seen.add(row["molecule"])
-            seeds.append((row["molecule"], np.array(row["numbers"]), np.array(row["positions"])))
+    for s in read_structures(EMBEDDED_LABELS):
+        if s.molecule in seen or not min_atoms <= len(s.numbers) <= max_atoms:
+            continue
+        seen.add(s.molecule)
+        seeds.append((s.molecule, s.numbers, s.positions))
     from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
 

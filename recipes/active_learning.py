@@ -36,6 +36,7 @@ from foundation.pipelines.active.ledger import Ledger, once
 from foundation.files import write_json
 from foundation.pipelines.active.oracle import LookupOracle, PySCFOracle, labelled_samples
 from foundation.pipelines.active.pool import bare, conformer_pool, read_structures, save_labelled
+from foundation.pipelines.label.structures import has_structures, read_smiles
 from foundation.pipelines.active.select import STRATEGIES, SelectConfig
 from foundation.train.run import train
 from foundation.recipes.rerun import set_aside
@@ -152,7 +153,7 @@ def _frozen(ledger: Ledger, name: str, source: str | None, split: str | None) ->
     if source is None:
         return []
     folder = ledger.work_dir / name
-    if not (folder / "structures.jsonl").exists():
+    if not has_structures(folder):
         save_labelled(folder, read_structures(source, split))
     return read_structures(folder)
 
@@ -166,10 +167,8 @@ def _candidates(config, rd: Path, r: int, pool, labelled: set[str]) -> list[Samp
     """Unlabelled candidates of round `r`, without their labels."""
     if pool is None:
         folder = rd / "candidates"
-        if not (folder / "structures.jsonl").exists():
-            from foundation.cli.data_label import _read_smiles
-
-            save_labelled(folder, conformer_pool(_read_smiles(config.smiles), config.conformers, config.seed + r))
+        if not has_structures(folder):
+            save_labelled(folder, conformer_pool(read_smiles(config.smiles), config.conformers, config.seed + r))
         pool = read_structures(folder)
     candidates = [bare(s) for s in pool if s.source not in labelled]
     if not candidates:

@@ -13,7 +13,6 @@ there computes nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,26 +20,22 @@ import numpy as np
 
 from foundation.data.sample import Sample
 from foundation.errors import DataError
-from foundation.pipelines.active.ledger import write_atomic
 from foundation.pipelines.label.levels import get_level
 from foundation.pipelines.label.store import LabelStore, read_records
+from foundation.pipelines.label.structures import Structure, read_structures, write_structures
 
 
 def _write_structures(work_dir: Path, samples: Sequence[Sample], fidelity: str) -> None:
     """The structures to label, once: a resumed round must label exactly the same ones."""
-    path = work_dir / "structures.jsonl"
-    if path.exists():
-        return
-    lines = [json.dumps({"id": s.source, "molecule": s.molecule, "numbers": s.numbers.tolist(),
-                         "positions": s.positions.tolist(), "sampling": "active_learning", "split": "train",
-                         "levels": [fidelity]}) + "\n" for s in samples]
-    write_atomic(path, "".join(lines))
+    write_structures(work_dir, [Structure(id=s.source, molecule=s.molecule, numbers=s.numbers, positions=s.positions,
+                                          sampling="active_learning", split="train", levels=[fidelity],
+                                          charge=s.charge, multiplicity=s.multiplicity) for s in samples])
 
 
 def labelled_samples(work_dir: Path, fidelity: str) -> tuple[list[Sample], dict]:
     """The structures of `work_dir` with an "ok" label at `fidelity` (only that label), and
     stats {"ok", "failed", "seconds"} over its records."""
-    structures = {r["id"]: r for r in map(json.loads, (work_dir / "structures.jsonl").read_text().splitlines())}
+    structures = {s.id: s for s in read_structures(work_dir)}
     records = [r for r in read_records(work_dir / "labels.jsonl") if r["fidelity"] == fidelity]
     out, failed, seconds = [], 0, 0.0
     for r in records:
@@ -50,8 +45,9 @@ def labelled_samples(work_dir: Path, fidelity: str) -> tuple[list[Sample], dict]
             continue
         s = structures[r["id"]]
         forces = {fidelity: r["forces"]} if r.get("forces") is not None else {}
-        out.append(Sample(numbers=s["numbers"], positions=s["positions"], energies={fidelity: r["energy"]},
-                          forces=forces, molecule=s["molecule"], source=s["id"]))
+        out.append(Sample(numbers=s.numbers, positions=s.positions, energies={fidelity: r["energy"]},
+                          forces=forces, molecule=s.molecule, source=s.id, charge=s.charge,
+                          multiplicity=s.multiplicity))
     return out, {"ok": len(out), "failed": failed, "seconds": seconds}
 
 

@@ -20,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.files import replacing
 from foundation.data.molecules import molecule_key
 from foundation.data.sample import Sample
 from foundation.errors import DataError, UserError
+from foundation.files import replacing, write_text_atomic
+# Aliased: this module's read_structures / write_structures are candidate pools (Samples), not the file.
+from foundation.pipelines.label.structures import Structure, has_structures
+from foundation.pipelines.label.structures import read_structures as read_structures_file
+from foundation.pipelines.label.structures import write_structures as write_structures_file
 
 
 def read_structures(path: str | os.PathLike, split: str | None = None) -> list[Sample]:
@@ -32,7 +36,7 @@ def read_structures(path: str | os.PathLike, split: str | None = None) -> list[S
     path = Path(path)
     if path.is_dir() and (path / "manifest.json").is_file() or path.name == "manifest.json":
         samples = _from_shards(path, split)
-    elif path.is_dir() and (path / "structures.jsonl").is_file():
+    elif path.is_dir() and has_structures(path):
         samples = _from_labeller(path, split)
     elif path.is_dir():
         raise DataError(f"{path}: a folder without manifest.json or structures.jsonl")
@@ -62,17 +66,14 @@ def _from_labeller(path: Path, split: str | None) -> list[Sample]:
         if r["status"] == "ok":
             labels.setdefault(r["id"], {})[r["fidelity"]] = r
     out = []
-    for n, line in enumerate((path / "structures.jsonl").read_text().splitlines()):
-        try:
-            s = json.loads(line)
-        except ValueError:
-            raise DataError(f"{path / 'structures.jsonl'}: line {n + 1} is not valid JSON") from None
-        if split and s.get("split") != split:
+    for s in read_structures_file(path):
+        if split and s.split != split:
             continue
-        got = labels.get(s["id"], {})
-        out.append(Sample(numbers=s["numbers"], positions=s["positions"], molecule=s["molecule"], source=s["id"],
+        got = labels.get(s.id, {})
+        out.append(Sample(numbers=s.numbers, positions=s.positions, molecule=s.molecule, source=s.id,
                           energies={f: r["energy"] for f, r in got.items()},
-                          forces={f: r["forces"] for f, r in got.items() if r.get("forces") is not None}))
+                          forces={f: r["forces"] for f, r in got.items() if r.get("forces") is not None},
+                          charge=s.charge, multiplicity=s.multiplicity))
     return out
 
 
@@ -189,17 +190,14 @@ def save_labelled(folder: str | os.PathLike, samples: Sequence[Sample]) -> Path:
     ids = sources), which `read_structures` reads back: a frozen copy of a pool or test set that a
     growing source cannot change under a running experiment. structures.jsonl goes last: it marks
     the copy complete."""
-    from foundation.pipelines.active.ledger import write_atomic
-
     folder = Path(folder)
     records = [{"id": s.source, "fidelity": fid, "status": "ok", "energy": e,
                 "forces": s.forces[fid].tolist() if fid in s.forces else None}
                for s in samples for fid, e in sorted(s.energies.items())]
-    write_atomic(folder / "labels.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    write_atomic(folder / "structures.jsonl", "".join(
-        json.dumps({"id": s.source, "molecule": s.molecule, "numbers": s.numbers.tolist(),
-                    "positions": s.positions.tolist(), "sampling": "copy", "split": "train", "levels": []}) + "\n"
-        for s in samples))
+    write_text_atomic(folder / "labels.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_structures_file(folder, [Structure(id=s.source, molecule=s.molecule, numbers=s.numbers, positions=s.positions,
+                                             sampling="copy", split="train", levels=[], charge=s.charge,
+                                             multiplicity=s.multiplicity) for s in samples], replace=True)
     return folder
 
 

@@ -27,7 +27,8 @@ from foundation.errors import entry_point
 from foundation.data.sample import Sample
 
 from ..label.conformers import sample_conformers
-from ..label.plan import _stable_seed
+from ..label.plan import stable_seed
+from ..label.structures import Structure, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["ccsdt_ccpvdz", "wb97x_631gs"]
@@ -35,13 +36,13 @@ SEED = 2027
 
 
 def candidates(smiles: str, n: int, seed: int = SEED):
-    return sample_conformers(smiles, n, seed=_stable_seed(seed, smiles), temperatures=(300.0, 1000.0))
+    return sample_conformers(smiles, n, seed=stable_seed(seed, smiles), temperatures=(300.0, 1000.0))
 
 
 def picks(name: str, n: int, spread: np.ndarray | None, k: int) -> dict[str, list[int]]:
     """{"active": [...], "random": [...]}: candidate indices, most disagreed first for active;
     without a spread (an evaluation molecule) 2 k random ones."""
-    rng = np.random.default_rng(_stable_seed(SEED, "random:" + name))
+    rng = np.random.default_rng(stable_seed(SEED, "random:" + name))
     if spread is None:
         return {"active": [], "random": sorted(rng.permutation(n)[: 2 * k].tolist())}
     return {"active": np.argsort(-spread, kind="stable")[:k].tolist(),
@@ -85,18 +86,15 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
         records.append({"name": mol["name"], "split": mol["split"], **p,
                         "spread_ev_per_atom": None if spread is None else [round(float(s), 6) for s in spread],
                         "sampling": [c.method for c in cs]})
-    lines = []
-    for m, c in round_robin(chosen):
-        mol, conf = molecules[m], confs[m][c]
-        lines.append(json.dumps({"id": f"{mol['name']}/{c:04d}", "molecule": mol["name"],
-                                 "numbers": conf.numbers.tolist(), "positions": np.round(conf.positions, 8).tolist(),
-                                 "sampling": conf.method, "split": mol["split"], "levels": LEVELS}) + "\n")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "structures.jsonl", "".join(lines))
+    structures = [Structure(id=f"{molecules[m]['name']}/{c:04d}", molecule=molecules[m]["name"],
+                            numbers=confs[m][c].numbers, positions=confs[m][c].positions,
+                            sampling=confs[m][c].method, split=molecules[m]["split"], levels=LEVELS)
+                  for m, c in round_robin(chosen)]
+    write_structures(out_dir, structures, replace=True)
     selection = {"committee": model_name, "committee_sha256": _sha256(model_name), "candidates": n_candidates,
                  "k": k, "seed": SEED, "levels": LEVELS, "molecules": records}
     write_text_atomic(out_dir.parent / "selection.json", json.dumps(selection, indent=1) + "\n")
-    return {"structures": len(lines), "molecules": len(molecules)}
+    return {"structures": len(structures), "molecules": len(molecules)}
 
 
 def _sha256(name: str) -> str:

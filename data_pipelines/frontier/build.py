@@ -14,14 +14,12 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from foundation.files import write_text_atomic
 from foundation.errors import entry_point
 from foundation.errors import UserError
 
 from ..label.conformers import md_conformers
-from ..label.plan import _stable_seed
+from ..label.plan import stable_seed
+from ..label.structures import Structure, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["ccsdt_ccpvdz", "wb97x_631gs", "mp2_ccpvdz"]
@@ -30,18 +28,17 @@ TEMPERATURES = (300.0, 600.0)
 
 
 def conformers(smiles: str, n: int):
-    return md_conformers(smiles, n, seed=_stable_seed(SEED, smiles), temperatures=TEMPERATURES)
+    return md_conformers(smiles, n, seed=stable_seed(SEED, smiles), temperatures=TEMPERATURES)
 
 
 def build(n: int, molecules_path: Path, out_dir: Path) -> int:
     molecules = json.loads(molecules_path.read_text())["molecules"]
     confs = [conformers(m["smiles"], n) for m in molecules]
-    lines = [json.dumps({"id": f"{m['name']}/{k:04d}", "molecule": m["name"], "numbers": c[k].numbers.tolist(),
-                         "positions": np.round(c[k].positions, 8).tolist(), "sampling": c[k].method,
-                         "split": m["split"], "levels": LEVELS}) + "\n"
-             for k in range(n) for m, c in zip(molecules, confs)]
-    write_text_atomic(out_dir / "structures.jsonl", "".join(lines))
-    return len(lines)
+    structures = [Structure(id=f"{m['name']}/{k:04d}", molecule=m["name"], numbers=c[k].numbers,
+                            positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=LEVELS)
+                  for k in range(n) for m, c in zip(molecules, confs)]
+    write_structures(out_dir, structures, replace=True)
+    return len(structures)
 
 
 @entry_point

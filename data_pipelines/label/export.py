@@ -4,17 +4,17 @@ labels; the rest are counted so the caller can report them."""
 from __future__ import annotations
 
 import collections
-import json
 from pathlib import Path
 
 from foundation.data.sample import Sample
 from foundation.pipelines.label.store import read_records
+from foundation.pipelines.label.structures import read_structures
 
 
 def load_samples(label_dir: str | Path) -> tuple[dict[str, list[Sample]], dict]:
     """({split: [Sample]}, stats). A structure with no successful label is left out."""
     label_dir = Path(label_dir)
-    structures = [json.loads(line) for line in (label_dir / "structures.jsonl").read_text().splitlines()]
+    structures = read_structures(label_dir)
     labels: dict[str, dict[str, dict]] = collections.defaultdict(dict)
     stats = collections.Counter()
     for r in read_records(label_dir / "labels.jsonl"):
@@ -23,15 +23,14 @@ def load_samples(label_dir: str | Path) -> tuple[dict[str, list[Sample]], dict]:
             labels[r["id"]][r["fidelity"]] = r
     by_split: dict[str, list[Sample]] = collections.defaultdict(list)
     for s in structures:
-        got = labels.get(s["id"])
+        got = labels.get(s.id)
         if not got:
             continue
-        by_split[s["split"]].append(Sample(
-            numbers=s["numbers"], positions=s["positions"],
+        by_split[s.split].append(Sample(
+            numbers=s.numbers, positions=s.positions,
             energies={fid: r["energy"] for fid, r in got.items()},
             forces={fid: r["forces"] for fid, r in got.items() if r.get("forces") is not None},
-            molecule=s["molecule"], source=f"{label_dir.name}:{s['id']}",
-            charge=s.get("charge", 0), multiplicity=s.get("multiplicity", 1)))
+            molecule=s.molecule, source=f"{label_dir.name}:{s.id}", charge=s.charge, multiplicity=s.multiplicity))
     return dict(by_split), dict(stats)
 
 

@@ -17,30 +17,15 @@ make, or a level that cannot compute anything but a neutral singlet, is refused 
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from pathlib import Path
-
-import numpy as np
 
 from foundation.data.electrons import check_charge_spin, describe
 from foundation.errors import DataError, UserError
 from foundation.pipelines.label.conformers import sample_conformers
 from foundation.pipelines.label.levels import get_level
-
-
-@dataclasses.dataclass
-class Structure:
-    id: str
-    molecule: str
-    numbers: np.ndarray
-    positions: np.ndarray
-    sampling: str
-    split: str
-    levels: list[str]
-    charge: int = 0
-    multiplicity: int = 1  # 2S + 1
+from foundation.pipelines.label.structures import Structure
 
 
 def load_plan(path: str | Path) -> dict:
@@ -70,7 +55,7 @@ def expand(plan: dict) -> list[Structure]:
     run stopped early still holds a balanced dataset."""
     per_molecule = []
     for mol in plan["molecules"]:
-        seed = _stable_seed(plan.get("seed", 0), mol["smiles"])
+        seed = stable_seed(plan.get("seed", 0), mol["smiles"])
         charge, multiplicity = smiles_charge_spin(mol["smiles"])
         levels = mol.get("levels", {"wb97x_631gs": mol["conformers"]})
         for fid in levels:  # before the conformers are sampled: a refusal costs nothing
@@ -123,5 +108,6 @@ def check_structure(s: Structure) -> None:
         check_level(get_level(fid), s.charge, s.multiplicity, f"structure {s.id}")
 
 
-def _stable_seed(seed: int, text: str) -> int:
+def stable_seed(seed: int, text: str) -> int:
+    """A seed for `text` (a SMILES, a name) that is the same in every process and Python run."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{text}".encode()).digest()[:4], "little") & 0x7FFFFFFF  # RDKit takes int32

@@ -3,6 +3,7 @@ process pool, one thread per process), resumably.
 
 Output folder:
     structures.jsonl   the expanded plan, written once, so a resumed run labels the same geometries
+                       (its format, reader and writer: `structures.py`)
     labels.jsonl       one record per finished task (LabelStore): energy (eV), forces (eV/Å),
                        method, basis, program version, convergence, wall time; failures and
                        unconverged calculations are recorded with status != "ok" and never used
@@ -18,18 +19,18 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from foundation.files import write_text_atomic as _write_atomic
 from foundation.pipelines.label.levels import get_level
-from foundation.pipelines.label.plan import Structure, check_structure, expand
+from foundation.pipelines.label.plan import check_structure, expand
+from foundation.pipelines.label.structures import (Structure, has_structures, read_structures, structures_path,
+                                                   write_structures)
 from foundation.pipelines.label.store import LabelStore
 from foundation.progress import progress_bar
 
@@ -52,37 +53,14 @@ def _compute(fidelity: str, numbers: list, positions: list, charge: int = 0, mul
 
 
 def load_structures(out_dir: Path, plan: dict | None) -> list[Structure]:
-    path = out_dir / "structures.jsonl"
-    if not path.exists():
+    """The folder's structures; a new folder gets them from `plan` (written once)."""
+    if not has_structures(out_dir):
         if plan is None:
             from foundation.errors import UserError
 
-            raise UserError(f"{path} does not exist: give a plan to start a new labelling run")
-        structures = expand(plan)
-        _write_atomic(path, "".join(json.dumps(_structure_record(s)) + "\n" for s in structures))
-    return [Structure(id=r["id"], molecule=r["molecule"], numbers=np.array(r["numbers"]),
-                      positions=np.array(r["positions"]), sampling=r["sampling"], split=r["split"],
-                      levels=r["levels"], charge=r.get("charge", 0), multiplicity=r.get("multiplicity", 1))
-            for r in map(json.loads, path.read_text().splitlines())]
-
-
-def write_structures(out_dir: str | Path, structures: Sequence[Structure]) -> Path:
-    """`structures.jsonl` of a run whose structures were chosen elsewhere (not expanded from a
-    plan), written atomically and only once: a resumed run labels exactly the same ones."""
-    path = Path(out_dir) / "structures.jsonl"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(path, "".join(json.dumps(_structure_record(s)) + "\n" for s in structures))
-    return path
-
-
-def _structure_record(s: Structure) -> dict:
-    record = {"id": s.id, "molecule": s.molecule, "numbers": s.numbers.tolist(),
-              "positions": np.round(s.positions, 8).tolist(), "sampling": s.sampling, "split": s.split,
-              "levels": s.levels}
-    if (s.charge, s.multiplicity) != (0, 1):  # absent means a neutral singlet, as in every older folder
-        record.update(charge=int(s.charge), multiplicity=int(s.multiplicity))
-    return record
+            raise UserError(f"{structures_path(out_dir)} does not exist: give a plan to start a new labelling run")
+        write_structures(out_dir, expand(plan))
+    return read_structures(out_dir)
 
 
 def run_labelling(out_dir: str | Path, plan: dict | None = None, workers: int = 1,

@@ -23,6 +23,7 @@ from foundation.files import write_text_atomic
 from foundation.progress import progress_bar
 
 from ..cc_set.select import candidates, round_robin
+from ..label.structures import Structure, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["mp2_ccpvdz"]
@@ -47,15 +48,14 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
         chosen.append(most_disagreed(spread, k))
         records.append({"name": mol["name"], "picks": chosen[-1],
                         "spread_ev_per_atom": [round(float(s), 6) for s in spread]})
-    lines = [json.dumps({"id": f"{molecules[m]['name']}/{c:04d}", "molecule": molecules[m]["name"],
-                         "numbers": confs[m][c].numbers.tolist(),
-                         "positions": np.round(confs[m][c].positions, 8).tolist(),
-                         "sampling": confs[m][c].method, "split": "train", "levels": LEVELS}) + "\n"
-             for m, c in round_robin(chosen)]
-    write_text_atomic(out_dir / "structures.jsonl", "".join(lines))
+    structures = [Structure(id=f"{molecules[m]['name']}/{c:04d}", molecule=molecules[m]["name"],
+                            numbers=confs[m][c].numbers, positions=confs[m][c].positions,
+                            sampling=confs[m][c].method, split="train", levels=LEVELS)
+                  for m, c in round_robin(chosen)]
+    write_structures(out_dir, structures, replace=True)
     selection = {"committee": model_name, "candidates": n_candidates, "k": k, "levels": LEVELS, "molecules": records}
     write_text_atomic(out_dir.parent / "selection.json", json.dumps(selection) + "\n")
-    return {"structures": len(lines), "molecules": len(molecules)}
+    return {"structures": len(structures), "molecules": len(molecules)}
 
 
 @entry_point

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from foundation.errors import UserError
 
 
 def add_parser(actions) -> None:
@@ -33,16 +32,19 @@ def add_parser(actions) -> None:
 def run(args) -> int:
     from foundation.pipelines.label.plan import load_plan, plan_from_smiles
     from foundation.pipelines.label.run import run_labelling
+    from foundation.pipelines.label.structures import (has_structures, read_smiles, structures_from_file,
+                                                       write_structures)
 
     out = Path(args.out)
     levels = [s for s in args.levels.split(",") if s]
     if args.plan:
         plan = load_plan(args.plan)
     elif args.smiles:
-        plan = plan_from_smiles(_read_smiles(args.smiles), args.conformers, {f: args.conformers for f in levels}, args.seed)
+        plan = plan_from_smiles(read_smiles(args.smiles), args.conformers, {f: args.conformers for f in levels}, args.seed)
     elif args.structures:
         plan = None
-        _write_structures(args.structures, levels, out)
+        if not has_structures(out):  # a resumed run labels the structures it began with
+            write_structures(out, structures_from_file(args.structures, levels))
     else:
         plan = None  # resume: structures.jsonl must exist in --out
     problems: list[str] = []
@@ -55,42 +57,3 @@ def run(args) -> int:
               file=sys.stderr)
         return 1
     return 0
-
-
-def _read_smiles(path: str) -> list[tuple[str, str]]:
-    try:
-        lines = [ln.split() for ln in Path(path).read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    except OSError as e:
-        raise UserError(f"{path}: cannot read SMILES file ({e.strerror})") from None
-    return [(parts[0], parts[1] if len(parts) > 1 else f"mol{k:04d}") for k, parts in enumerate(lines)]
-
-
-def _write_structures(path: str, levels: list[str], out: Path) -> None:
-    import json
-
-    import ase.io
-
-    from foundation.data.electrons import check_charge_spin, from_info
-    from foundation.errors import DataError
-    from foundation.files import write_text_atomic
-
-    if (out / "structures.jsonl").exists():
-        return
-    try:
-        frames = ase.io.read(path, index=":")
-    except Exception as e:  # noqa: BLE001 - ASE raises many types for unreadable files
-        raise UserError(f"{path}: cannot read structures ({e})") from None
-    lines = []
-    for k, a in enumerate(frames):
-        record = {"id": f"{Path(path).stem}/{k:05d}", "molecule": a.get_chemical_formula(),
-                  "numbers": a.numbers.tolist(), "positions": a.positions.tolist(), "sampling": "given",
-                  "split": "train", "levels": levels}
-        try:  # info keys charge / spin (multiplicity); the electrons must make them, declared or not
-            charge, multiplicity = from_info(a.info, a.numbers, f"{path}:{k}")
-            check_charge_spin(a.numbers, charge, multiplicity, f"{path}:{k}")
-        except DataError as e:
-            raise UserError(f"{e}; give its charge and spin multiplicity as info keys 'charge' and 'spin'") from None
-        if (charge, multiplicity) != (0, 1):
-            record.update(charge=charge, multiplicity=multiplicity)
-        lines.append(json.dumps(record) + "\n")
-    write_text_atomic(out / "structures.jsonl", "".join(lines))

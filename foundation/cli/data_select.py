@@ -63,7 +63,9 @@ def run(args) -> int:
     if args.pool:
         pool = read_structures(args.pool, args.split)
     else:
-        pool = conformer_pool(_read_smiles(args.smiles), args.conformers, args.seed)
+        from foundation.pipelines.label.structures import read_smiles
+
+        pool = conformer_pool(read_smiles(args.smiles), args.conformers, args.seed)
     if args.md_steps:
         if model is None:
             raise UserError("--md-steps needs --model: the MD runs with it")
@@ -109,9 +111,3 @@ def without(pool: list, labelled: list) -> list:
 
 def _geometry_key(sample) -> tuple:
     return tuple(sample.numbers.tolist()), tuple(sample.positions.round(4).reshape(-1).tolist())
-
-
-def _read_smiles(path: str) -> list[tuple[str, str]]:
-    from foundation.cli.data_label import _read_smiles as read
-
-    return read(path)

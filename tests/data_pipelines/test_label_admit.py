@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from foundation.pipelines.label.plan import Structure
-from foundation.pipelines.label.run import run_labelling, write_structures
+from foundation.pipelines.label.run import run_labelling
 from foundation.pipelines.label.store import read_records
+from foundation.pipelines.label.structures import Structure, write_structures
 
 WATER = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
 

@@ -90,7 +90,8 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
                    on_error: str = "raise", skipped: list[str] | None = None,
                    group_key: str = AUTO, energy_unit: str | None = None,
                    length_unit: str = "angstrom") -> UserData:
-    """The structures of a file path or a sequence of `ase.Atoms`, labelled and named by molecule
+    """The structures of a file path or a sequence of `ase.Atoms` (or of `Sample`s, taken as they
+    are: `given_samples`), labelled and named by molecule
     (`group_key`, see `foundation.finetuning.molecules`). Energies are in `energy_unit` (default
     eV), positions in `length_unit`, forces in their ratio, converted to eV, Å, eV/Å; without
     `energy_unit`, energies that look like hartree or kcal/mol are refused (`DataError` naming
@@ -98,6 +99,8 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
     appended to `skipped`."""
     from foundation.data.ase_io import atoms_to_sample, check_energy_unit, read_atoms
 
+    if _are_samples(data):
+        return given_samples(list(data), fidelity)
     if isinstance(data, (str, os.PathLike)):
         images = [(f"{data}:{i}", atoms) for i, atoms in read_atoms(data, index)]
     else:
@@ -127,6 +130,30 @@ def read_user_data(data, energy_key: str, forces_key: str | None, fidelity: str,
     where = str(data) if isinstance(data, (str, os.PathLike)) else f"the {len(samples)} structures given"
     check_energy_unit(samples, fidelity, where=where, key=energy_key, declared=energy_unit)
     return UserData(samples, where, describe(key, group_key))
+
+
+def _are_samples(data) -> bool:
+    from foundation.data.sample import Sample
+
+    return isinstance(data, Sequence) and not isinstance(data, str) and bool(data) \
+        and all(isinstance(s, Sample) for s in data)
+
+
+def given_samples(samples: list, fidelity: str) -> UserData:
+    """`Sample`s given by a program (`foundation.recipes.adapt`): in eV and Å already, each checked,
+    named by their `molecule` (by formula and bonds where it is empty). They may carry labels of
+    other fidelities too, which train heads of those names beside `fidelity` (extra heads, copied
+    from `trainer.new_head_from`); `fidelity` chooses the weights and is the model's default head."""
+    for s in samples:
+        s.validate()
+    if not any(fidelity in s.energies for s in samples):
+        raise DataError(f"none of the {len(samples)} samples given has a {fidelity!r} energy")
+    unnamed = [k for k, s in enumerate(samples) if not s.molecule]
+    for k, named in zip(unnamed, name_by_bonds([samples[k] for k in unnamed])):
+        samples[k] = named
+    fidelities = sorted({f for s in samples for f in s.energies})
+    return UserData(samples, f"the {len(samples)} samples given ({', '.join(fidelities)})",
+                    "named by the samples' molecule" + (" or by formula and bonds" if unnamed else ""))
 
 
 def check_elements(model, samples, model_name: str) -> None:

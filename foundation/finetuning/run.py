@@ -61,7 +61,8 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
              members: int | None = None, energy_unit: str | None = None,
              length_unit: str = "angstrom") -> FinetuneResult:
     """Fine-tune `model` (a registry name, path, URL or a model object) on `data` (an ASE-readable
-    file, or a list of `ase.Atoms`) whose energies (eV) are under `energy_key` and forces (eV/Å,
+    file, a list of `ase.Atoms`, or a list of `Sample`s, whose other fidelities train extra heads)
+    whose energies (eV) are under `energy_key` and forces (eV/Å,
     optional) under `forces_key`, as fidelity `fidelity` (a new head, or one the model has;
     default "user"). `overrides` are Hydra overrides on top of `recipe=finetune_user`, e.g.
     `["trainer.max_steps=3000", "data.split=molecule", "name=mine"]`. Writes the model to `out`
@@ -116,8 +117,9 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
     trained = (_train_one(config, lambda trainer: say(lines(trainer))) if count == 1
                else train_members(config, count, _train_one, lines, verbose))
     trainer, tuned, data_module = trained.trainer, trained.model, trained.trainer.data
-    before, before_energies = evaluate_scores(trained.start, data_module.val, fidelity)
-    after, after_energies = evaluate_scores(tuned, data_module.val, fidelity)
+    scored = [s for s in data_module.val if fidelity in s.energies]  # samples given may carry other fidelities only
+    before, before_energies = evaluate_scores(trained.start, scored, fidelity)
+    after, after_energies = evaluate_scores(tuned, scored, fidelity)
     out = Path(out) if out is not None else config.run_dir / "model.safetensors"
     record = FinetuneResult(
         model_path=out, report_path=_report_path(out), plot_path=None, run_dir=config.run_dir,
@@ -133,7 +135,7 @@ def finetune(model, data, energy_key: str = "energy", forces_key: str | None = N
                "freeze": list(trainer.freeze_patterns), "parameters": trainer.n_parameters,
                "allow_worse": config.trainer.allow_worse,
                "references": tuned.reference_energies_dict()[fidelity]}
-    record.plot_path = write_report(record, data_module.val, before_energies, after_energies, context)
+    record.plot_path = write_report(record, scored, before_energies, after_energies, context)
     say(format_summary(record))
     return record
 

@@ -104,7 +104,7 @@ def test_user_choices_are_left_alone(fresh_state, monkeypatch):
 
 def test_cli_flag_anywhere_sets_the_count(fresh_state, tmp_path, capsys):
     """`--threads N` before or after the subcommand sets torch's count for the command (here a
-    real `foundation md` of methanol, one step with a small model), and a bad N is one line."""
+    real `foundation md` of methanol, one step with a small model); a bad N is one line, exit 2."""
     from foundation.hub.format import save_model
     from foundation.models import ANIConfig
 
@@ -118,6 +118,16 @@ def test_cli_flag_anywhere_sets_the_count(fresh_state, tmp_path, capsys):
     threads._state.update(ours=None, explicit=False)
     assert main(["--threads=1", *md]) == 0 and torch.get_num_threads() == 1
     capsys.readouterr()
-    code = subprocess.run([sys.executable, "-m", "foundation", *md, "--threads", "0"], capture_output=True, text=True)
-    assert code.returncode == 2, code.stderr
-    assert code.stderr.strip() == "foundation md: error: --threads=0: the number of threads must be a whole number >= 1"
+    assert main([*md, "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "foundation md: error: --threads=0: the number of threads must be a whole number >= 1"
+
+
+@pytest.mark.integration  # the command as a child process
+def test_a_bad_count_is_one_line_from_the_command(tmp_path):
+    structure = tmp_path / "methanol.xyz"
+    write(structure, molecule("CH3OH"))
+    done = subprocess.run([sys.executable, "-m", "foundation", "md", str(structure), "--model", "ani-cc-mini",
+                           "--threads", "0"], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "foundation md: error: --threads=0: the number of threads must be a whole number >= 1"

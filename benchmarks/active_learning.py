@@ -42,8 +42,7 @@ LABEL = {"spread": "active (ensemble spread + AEV diversity)", "random": "random
 def snapshot_data(work: Path) -> Path:
     """A verified copy of the embedded shards: the labeller keeps adding to (and rebuilding) them,
     and one experiment must see one dataset throughout."""
-    from foundation.data.shards.manifest import verify_shards
-    from foundation.data.sources.embedded import EMBEDDED_DIR
+    from foundation.data import EMBEDDED_DIR, verify_shards
     from foundation.errors import DataError
 
     dest = work / "data"

@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from foundation.files import write_text_atomic  # noqa: E402
-from foundation.data.sample import Sample  # noqa: E402
+from foundation.data import Sample  # noqa: E402
 
 # `python -m benchmarks.run_all --quick` sets these for its children: every script at a tiny size
 # (a check that it runs end to end; its numbers mean nothing) writing into a scratch folder.
@@ -220,14 +220,14 @@ def _torchani_ani1x_members(n: int) -> torch.nn.Module:
 
 def ours_from(peer: torch.nn.Module) -> torch.nn.Module:
     """Our ANI model with the peer's weights (Hartree -> eV folded into the output layers)."""
-    from foundation.hub.ani.from_torchani import from_torchani
+    from foundation.hub import from_torchani
 
     return from_torchani(peer).requires_grad_(True)
 
 
 def painn(seed: int = 0) -> torch.nn.Module:
     """Our PaiNN at its default size, fresh weights."""
-    from foundation.models.painn import PaiNNConfig
+    from foundation.models import PaiNNConfig
 
     torch.manual_seed(seed)
     return PaiNNConfig(elements=ELEMENTS, heads=[HEAD]).build()
@@ -241,7 +241,7 @@ def painn_size(model) -> str:
 
 def flat(samples: list[Sample], dtype: torch.dtype = torch.float32):
     """Our input: one flat `AtomsBatch`."""
-    from foundation.data.batch import collate
+    from foundation.data import collate
 
     return collate(samples, fidelities=[HEAD], dtype=dtype)
 

@@ -29,10 +29,7 @@ import torch  # noqa: E402
 from benchmarks import common  # noqa: E402
 from foundation.errors import entry_point  # noqa: E402
 from foundation.data.batching import batches_by_atoms  # noqa: E402
-from foundation.data.sample import Sample  # noqa: E402
-from foundation.data.shards.manifest import write_manifest  # noqa: E402
-from foundation.data.shards.writer import write_shards  # noqa: E402
-from foundation.data.stream import ShardStream  # noqa: E402
+from foundation.data import Sample, ShardStream, write_manifest, write_shards  # noqa: E402
 from foundation.pipelines.convert.ani_h5 import convert_ani_h5  # noqa: E402
 from foundation.pipelines.synthetic import synthetic_samples  # noqa: E402
 from foundation.units import HARTREE_TO_EV  # noqa: E402

@@ -33,7 +33,7 @@ def molecule_batches() -> list[list]:
 def periodic_batches() -> list[list]:
     from ase.build import bulk
 
-    from foundation.data.sample import Sample
+    from foundation.data import Sample
 
     rng = np.random.default_rng(0)
     atoms = bulk("C", "diamond", a=3.567, cubic=True).repeat(common.sized(3, 2))
@@ -45,7 +45,7 @@ def periodic_batches() -> list[list]:
 
 
 def ours(batches) -> tuple[callable, list]:
-    from foundation.data.batch import collate
+    from foundation.data import collate
     from foundation.models.neighbors import neighbor_pairs
 
     collated = [collate(b, fidelities=[], dtype=torch.float64) for b in batches]

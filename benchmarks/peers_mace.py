@@ -51,11 +51,7 @@ BIN = Path(sys.executable).parent
 def prepare(work: Path) -> dict:
     """The samples (train, val: DFT labels only; test: all labels), as shards and extxyz files."""
     from benchmarks.active_learning import snapshot_data
-    from foundation.data.ase_io import write_extxyz
-    from foundation.data.sample import Sample
-    from foundation.data.shards.manifest import load_manifest, write_manifest
-    from foundation.data.shards.reader import iter_samples
-    from foundation.data.shards.writer import write_shards
+    from foundation.data import Sample, iter_samples, load_manifest, write_extxyz, write_manifest, write_shards
 
     shutil.rmtree(work / "data", ignore_errors=True)  # a kept folder: today's embedded data
     manifest = load_manifest(snapshot_data(work))  # one dataset throughout: the labeller rebuilds it
@@ -154,7 +150,7 @@ def train_side_by_side(jobs: dict[str, list[str]], work: Path, required: bool, s
 
 
 def ours_predictions(path: Path, samples, head: str = DFT) -> tuple[np.ndarray, list[np.ndarray]]:
-    from foundation.data.batch import collate
+    from foundation.data import collate
     from foundation.data.batching import group_by_atoms
     from foundation.loading import load_model
 

@@ -51,8 +51,7 @@ MACE_TORCH_RUNS = {"mace_torch multihead": "mh", "mace_torch finetune": "ft"}  #
 def cc_files(work: Path) -> dict[str, list]:
     """The embedded CC training and validation structures (CCSD(T) energies only) as extxyz for
     mace-torch; {split: samples}."""
-    from foundation.data.ase_io import write_extxyz
-    from foundation.data.sample import Sample
+    from foundation.data import Sample, write_extxyz
     from foundation.recipes.common import embedded_samples
 
     out = {}

@@ -28,7 +28,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
-from foundation.data.shards.manifest import write_manifest
+from foundation.data import write_manifest
 from foundation.data.shards.record import MEMBER, VERSION, label_set
 from foundation.data.shards.writer import ShardInfo
 from foundation.units import HARTREE_TO_EV

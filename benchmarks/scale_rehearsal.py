@@ -39,7 +39,7 @@ from benchmarks.common import RESULTS, machine, sized, versions
 from benchmarks.scale_data import write_scale_shards
 from foundation.files import write_text_atomic
 from foundation.errors import entry_point
-from foundation.data.shards.manifest import load_manifest, write_manifest
+from foundation.data import load_manifest, write_manifest
 from foundation.data.shards.reader import iter_shard_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,8 +124,7 @@ def time_to_first_batch(full: Path, small: Path, out: Path, settings: Settings,
 def gradient_sizes() -> dict[str, int]:
     """Trainable parameters of the ANI-1x architecture (both heads) and of PaiNN at its paper
     size (`model=painn_large`): the gradient that DDP all-reduces each step."""
-    from foundation.models.ani import ANIConfig
-    from foundation.models.painn import PaiNNConfig
+    from foundation.models import ANIConfig, PaiNNConfig
 
     configs = {"ani_1x": ANIConfig(heads=["wb97x_631gs", "ccsdt_ccpvdz"]),
                "painn_large": PaiNNConfig(hidden=128, num_interactions=5)}

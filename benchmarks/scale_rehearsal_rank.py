@@ -40,9 +40,9 @@ import torch
 import torch.distributed as dist
 
 from foundation.errors import entry_point
-from foundation.data.shards.manifest import Manifest, load_manifest
+from foundation.data import Manifest, load_manifest
 from foundation.data.shards.reader import Reader, seed_from
-from foundation.data.stream import ShardStream
+from foundation.data import ShardStream
 from foundation.files import write_json
 
 _TICK = os.sysconf("SC_CLK_TCK")

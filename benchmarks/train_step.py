@@ -29,7 +29,7 @@ HEAD = "wb97x_631gs"
 
 
 def ours_step(model, optimiser):
-    from foundation.models.prediction import predict
+    from foundation.models import predict
     from foundation.train.loss import LossConfig, energy_force_loss
 
     config = LossConfig()

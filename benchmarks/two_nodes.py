@@ -57,9 +57,7 @@ class Settings:
 
 def write_shards(out: Path, settings: Settings) -> Path:
     """The first embedded DFT-labelled molecules as shards on disk, with the library's writer."""
-    from foundation.data.shards.manifest import load_manifest, write_manifest
-    from foundation.data.shards.reader import iter_samples
-    from foundation.data.shards.writer import write_shards as write
+    from foundation.data import iter_samples, load_manifest, write_manifest, write_shards as write
 
     embedded = load_manifest(str(EMBEDDED))
     shards = []

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
 _ELEMENTS = np.array([1, 6, 7, 8])

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from foundation.errors import entry_point
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import UserError
 from foundation.pipelines.active.ledger import Ledger, once
 from foundation.files import write_json
@@ -216,8 +216,7 @@ def _train_members(config, rd: Path, train_set: list[Sample], val: list[Sample],
 def _write_shards(folder: Path, train_set: list[Sample], val: list[Sample]) -> Path:
     """The round's training data (every label so far) and the validation set, as shards. Made
     once: a resumed member must train on the same bytes."""
-    from foundation.data.shards.manifest import write_manifest
-    from foundation.data.shards.writer import write_shards
+    from foundation.data import write_manifest, write_shards
 
     if (folder / "manifest.json").exists():
         return folder
@@ -240,9 +239,9 @@ def _load_ensemble(rd: Path):
 def _evaluate(rd: Path, members: list[str], heldout: list[Sample], fidelity: str) -> dict:
     """Save the round's ensemble (the next round's committee) and score it on the held-out set."""
     from foundation.evaluation.evaluate import evaluate
-    from foundation.hub.format import save_model
+    from foundation.hub import save_model
     from foundation.loading import load_model
-    from foundation.models.ensemble import EnsembleModel
+    from foundation.models import EnsembleModel
 
     ensemble = EnsembleModel.from_members([load_model(p) for p in members]).eval()
     save_model(ensemble, rd / "ensemble.safetensors", metadata={"training": {"active_learning_round": rd.name}})
@@ -256,7 +255,7 @@ def _evaluate(rd: Path, members: list[str], heldout: list[Sample], fidelity: str
 
 def _member_inits(config, ledger: Ledger) -> list[str]:
     """Model files to start members from; an ensemble file is split into its members once."""
-    from foundation.hub.format import save_model
+    from foundation.hub import save_model
     from foundation.loading import load_model
 
     out = []

@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.files import write_text_atomic as write_atomic
 
 CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
@@ -17,9 +17,7 @@ CC, DFT = "ccsdt_ccpvdz", "wb97x_631gs"
 
 def embedded_samples(split: str, fidelity: str | None = None) -> list[Sample]:
     """The embedded dataset's `split`, only structures labelled at `fidelity` if given."""
-    from foundation.data.shards.manifest import load_manifest
-    from foundation.data.shards.reader import iter_samples
-    from foundation.data.sources.embedded import EMBEDDED_DIR
+    from foundation.data import EMBEDDED_DIR, iter_samples, load_manifest
 
     samples = iter_samples(load_manifest(EMBEDDED_DIR), split)
     return [s for s in samples if fidelity is None or fidelity in s.energies]

@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from foundation.errors import entry_point
-from foundation.data.batch import collate
-from foundation.data.sample import Sample
+from foundation.data import Sample, collate
 from foundation.train.run import train
 from foundation.recipes.rerun import Rerun, add_fresh_argument, run_folder
 from foundation.train.trainer import TrainResult
@@ -36,9 +35,9 @@ _SET_HERE = ("name=", "trainer.init_from=")  # decided by this module, not passe
 def build_init_model(pretrained: str | os.PathLike, overrides: Sequence[str] = ()) -> tuple[Path, str, bool]:
     """Write the untrained composite for the run the overrides describe; return (its file, the
     run's name, whether its offsets were fitted here). Resuming a run whose file exists reuses it."""
-    from foundation.hub.format import save_model
+    from foundation.hub import save_model
     from foundation.loading import load_model
-    from foundation.models.delta import DeltaModel
+    from foundation.models import DeltaModel
     from foundation.train.build import one_member
     from foundation.train.compose import compose_dict, instantiate
 
@@ -71,7 +70,7 @@ def correction_config(correction: dict, base, base_head: str, heads: list[str],
     training structures with energies target − base prediction (no forces: the recipe trains CC
     energies)."""
     from foundation.errors import UserError
-    from foundation.models.registry import model_config
+    from foundation.models import model_config
 
     config = model_config({**correction, "elements": list(base.elements), "heads": heads})
 
@@ -140,7 +139,7 @@ def training_samples(data) -> list[Sample] | None:
     if isinstance(getattr(data, "train", None), list):
         return data.train
     if getattr(data, "manifest", None) is not None:
-        from foundation.data.shards.reader import iter_samples
+        from foundation.data import iter_samples
 
         return list(iter_samples(data.manifest, data.config.train_split, data.config.on_error))
     return None

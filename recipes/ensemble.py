@@ -96,9 +96,9 @@ def train_member(recipe: str | None, source: str | None, overrides: list[str], q
 def _combine(paths: list[Path], path: Path, cfg: dict, recipe: str | None,
              pretrained: Sequence[str | os.PathLike]) -> dict[str, dict]:
     """Save the ensemble of `paths` at `path`; return validation errors {label: metrics}."""
-    from foundation.hub.format import save_model
+    from foundation.hub import save_model
     from foundation.loading import load_model
-    from foundation.models.ensemble import EnsembleModel
+    from foundation.models import EnsembleModel
 
     members = [load_model(p) for p in paths]
     ensemble = EnsembleModel.from_members(members)
@@ -113,7 +113,7 @@ def _combine(paths: list[Path], path: Path, cfg: dict, recipe: str | None,
 def validation_errors(model, cfg: dict) -> dict[str, float]:
     """The trainer's validation metrics (`val/<fid>/energy_rmse`, …) of `model` on the validation
     split of the data `cfg` describes (member 0's split when members vary theirs)."""
-    from foundation.models.prediction import predict
+    from foundation.models import predict
     from foundation.train.compose import instantiate
     from foundation.train.loss import LossConfig
     from foundation.train.validate import validate

@@ -42,8 +42,7 @@ def subsets(samples: list, axis: str, fractions: Sequence[float] = FRACTIONS, se
 
 
 def shard_set(folder: Path, train: list, val: list, test: list) -> Path:
-    from foundation.data.shards.manifest import write_manifest
-    from foundation.data.shards.writer import write_shards
+    from foundation.data import write_manifest, write_shards
 
     if not (folder / "manifest.json").exists():
         shards = write_shards(train, folder, "train", max_samples_per_shard=50)

@@ -28,7 +28,7 @@ from pathlib import Path
 from foundation.files import replacing
 from foundation.errors import entry_point
 import foundation.hub
-from foundation.hub.cache import file_sha256
+from foundation.hub import file_sha256
 from foundation.recipes.common import DFT, write_atomic
 from foundation.train.run import train
 from foundation.recipes.rerun import Rerun, add_fresh_argument
@@ -60,7 +60,7 @@ ENTRIES = {
 def install(model_path: Path, name: str, hub: Path = HUB) -> dict:
     """Copy `model_path` into the package and write its registry entry (sha256, size, the heads in
     the file's own order and the fields of `ENTRIES[name]`)."""
-    from foundation.hub.format import read_header
+    from foundation.hub import read_header
 
     target = hub / "weights" / f"{name}.safetensors"
     with replacing(target) as tmp:
@@ -97,10 +97,9 @@ def keep_start_head(path: Path, start: str, out: Path, head: str = DFT) -> Path:
     """The ensemble at `path` with its `head` answered by the start's member k, untouched, beside
     the transferred member k's other heads (`foundation.models.routed`): the recipes that train
     the shared layers move the start's own answers, which users of its DFT head rely on."""
-    from foundation.hub.format import read_header, save_model
+    from foundation.hub import read_header, save_model
     from foundation.loading import load_model, load_pretrained
-    from foundation.models.ensemble import EnsembleModel
-    from foundation.models.routed import RoutedModel
+    from foundation.models import EnsembleModel, RoutedModel
 
     tuned, begin = load_model(path), load_pretrained(start)
     members = [RoutedModel.from_parts([first, mine], {**{h: 1 for h in mine.heads if h != head}, head: 0})

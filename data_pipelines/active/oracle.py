@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError
 from foundation.pipelines.label.levels import get_level
 from foundation.pipelines.label.store import LabelStore, read_records

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.pipelines.active.features import elements_of, structure_features
 from foundation.pipelines.active.scores import Scores, ensemble_scores
 from foundation.pipelines.active.select import SelectConfig, Selection, select

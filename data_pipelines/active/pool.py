@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from foundation.data.molecules import molecule_key
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError, UserError
 from foundation.files import replacing, write_text_atomic
 # Aliased: this module's read_structures / write_structures are candidate pools (Samples), not the file.
@@ -48,8 +48,7 @@ def read_structures(path: str | os.PathLike, split: str | None = None) -> list[S
 
 
 def _from_shards(path: Path, split: str | None) -> list[Sample]:
-    from foundation.data.shards.manifest import load_manifest
-    from foundation.data.shards.reader import iter_samples
+    from foundation.data import iter_samples, load_manifest
 
     manifest = load_manifest(path)
     splits = [split] if split else manifest.splits

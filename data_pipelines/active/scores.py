@@ -17,9 +17,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from foundation.data.batch import collate
+from foundation.data import collate
 from foundation.data.batching import group_by_atoms
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import UserError
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from foundation.files import write_text_atomic
 from foundation.errors import entry_point
-from foundation.data.sample import Sample
+from foundation.data import Sample
 
 from ..label.conformers import sample_conformers
 from ..label.plan import stable_seed
@@ -99,8 +99,7 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
 
 def _sha256(name: str) -> str:
     """The committee file's sha256 (a registry name's from its entry, verified when it was fetched)."""
-    from foundation.hub.cache import file_sha256
-    from foundation.hub.registry import get_entry, is_registered
+    from foundation.hub import file_sha256, get_entry, is_registered
 
     if is_registered(name):
         return get_entry(name).sha256

@@ -24,7 +24,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError, UserError
 from foundation.pipelines.convert.common import SplitWriters, check_out_dir, check_fractions
 from foundation.units import HARTREE_TO_EV

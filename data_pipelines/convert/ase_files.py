@@ -13,8 +13,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from foundation.data.ase_io import read_samples
-from foundation.data.split import split_by_conformer, split_by_molecule
+from foundation.data import read_samples, split_by_conformer, split_by_molecule
 from foundation.errors import UserError
 from foundation.pipelines.convert.common import SplitWriters, check_fractions, check_out_dir
 

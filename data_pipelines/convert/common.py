@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.data.shards.manifest import MANIFEST, write_manifest
 from foundation.data.shards.writer import DEFAULT_SHARD_BYTES, ShardWriter
 from foundation.errors import DataError, UserError

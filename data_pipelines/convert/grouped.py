@@ -20,7 +20,7 @@ import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import UserError
 from foundation.pipelines.convert.ani_h5 import assign_groups
 from foundation.pipelines.convert.common import SplitWriters, check_fractions, check_out_dir

@@ -43,7 +43,7 @@ from ase.io.jsonio import decode
 
 from foundation.data.electrons import check_charge_spin
 from foundation.data.molecules import hill_formula
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError
 from foundation.pipelines.convert.common import SplitWriters, check_fractions, check_out_dir
 from foundation.pipelines.convert.grouped import hashed_split, shuffled

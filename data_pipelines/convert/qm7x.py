@@ -27,7 +27,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError
 from foundation.pipelines.convert.grouped import convert_groups
 from foundation.pipelines.convert.hdf5 import open_hdf5, read

@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import DataError
 from foundation.pipelines.convert.ani_h5 import assign_groups
 from foundation.pipelines.convert.common import check_fractions

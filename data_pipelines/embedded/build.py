@@ -20,8 +20,7 @@ import sys
 from pathlib import Path
 
 from foundation.errors import entry_point
-from foundation.data.shards.manifest import write_manifest
-from foundation.data.shards.writer import write_shards
+from foundation.data import write_manifest, write_shards
 from foundation.pipelines.label.export import level_metadata, load_samples
 
 HERE = Path(__file__).parent

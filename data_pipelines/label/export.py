@@ -6,7 +6,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.pipelines.label.store import read_records
 from foundation.pipelines.label.structures import read_structures
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from foundation.data.sample import Sample
+from foundation.data import Sample
 from foundation.errors import UserError, entry_point
 from foundation.files import write_text_atomic
 from foundation.progress import progress_bar

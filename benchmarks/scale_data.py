@@ -36,8 +36,8 @@ from foundation.units import HARTREE_TO_EV
 DFT, CC = "wb97x_631gs", "ccsdt_ccpvdz"
 REPO = Path(__file__).resolve().parents[1]
 EMBEDDED_LABELS = REPO / "data_pipelines" / "embedded" / "labels"  # its structures.jsonl
-_FREE_ATOM_EV = {z: e * HARTREE_TO_EV for z, e in {1: -0.500, 6: -37.845, 7: -54.589, 8: -75.067}.items()}
-_K = 20.0  # eV/Å², force constant of the harmonic labels
+FREE_ATOM_EV = {z: e * HARTREE_TO_EV for z, e in {1: -0.500, 6: -37.845, 7: -54.589, 8: -75.067}.items()}
+FORCE_CONSTANT = 20.0  # eV/Å², force constant of the harmonic labels
 _SIGMA = (0.02, 0.12)  # Å, range of the per-conformation rattle
 _MIN_DISTANCE = 0.7  # Å; a rattle that brings atoms closer is halved (the loader rejects < 0.5 Å)
 _CELL, _BLOCK, _RECORD = bytes(72), 512, 10240
@@ -91,7 +91,7 @@ def chunk_records(seeds, start: int, count: int, seed: int = 0,
     which = rng.choice(len(seeds), size=count, p=atoms / atoms.sum())
     sizes = atoms[which]
     numbers = [s[1].astype(np.uint8).tobytes() for s in seeds]
-    e_free = np.array([sum(_FREE_ATOM_EV[int(z)] for z in s[1]) for s in seeds])
+    e_free = np.array([sum(FREE_ATOM_EV[int(z)] for z in s[1]) for s in seeds])
     out: list = [None] * count
     for n in np.unique(sizes):
         rows = np.flatnonzero(sizes == n)
@@ -101,8 +101,8 @@ def chunk_records(seeds, start: int, count: int, seed: int = 0,
         dr = _keep_apart(base, np.clip(rng.normal(size=(m, n, 3)) * sigma, -2.5 * sigma, 2.5 * sigma))
         rot = _rotations(rng, m).transpose(0, 2, 1)  # row vectors: r @ R^T
         positions = np.ascontiguousarray((base + dr) @ rot + rng.uniform(-5, 5, size=(m, 1, 3)), "<f8")
-        forces = np.ascontiguousarray(-_K * dr @ rot, "<f8")
-        e_dft = e_free[which[rows]] - 2.0 * n + 0.5 * _K * (dr ** 2).sum(axis=(1, 2))
+        forces = np.ascontiguousarray(-FORCE_CONSTANT * dr @ rot, "<f8")
+        e_dft = e_free[which[rows]] - 2.0 * n + 0.5 * FORCE_CONSTANT * (dr ** 2).sum(axis=(1, 2))
         e_cc = e_dft - 0.05 * n + rng.normal(0, 0.02, m)
         pos_b, frc_b, width = positions.tobytes(), forces.tobytes(), 24 * int(n)
         for j, i in enumerate(rows):

@@ -41,12 +41,12 @@ def busy(cores: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", loop]) for _ in range(cores)]
 
 
-# `foundation md` exactly as the CLI runs it, with its MD loop timed from inside (start-up, imports
-# and loading the model are seconds under load, and would drown the steps).
+# `foundation md` exactly as `python -m foundation` runs it (the console entry point), with its MD
+# loop timed from inside (start-up, imports and loading the model are seconds under load, and
+# would drown the steps).
 _TIMED_CLI = """
-import sys, time
+import runpy, sys, time
 import foundation.calculators.md as md
-from foundation.cli.main import main
 inner = md.run_md
 def timed(*args, **kwargs):
     start = time.perf_counter()
@@ -55,7 +55,8 @@ def timed(*args, **kwargs):
     finally:
         print(f"MD_SECONDS {time.perf_counter() - start}", file=sys.stderr)
 md.run_md = timed
-sys.exit(main(sys.argv[1:]))
+sys.argv = ["foundation", *sys.argv[1:]]
+runpy.run_module("foundation", run_name="__main__")
 """
 
 

@@ -1,4 +1,4 @@
-"""The layers point one way (docs: README "Layout"). Every module's imports are read from its
+"""The layers point one way (docs/architecture.md). Every module's imports are read from its
 source (ast, lazy imports inside functions included) under the name it installs as:
 
 - the library (`foundation.*` but the CLI and the namespaced tools) imports no tool: not
@@ -6,7 +6,10 @@ source (ast, lazy imports inside functions included) under the name it installs 
 - nothing imports `recipes` or `data_pipelines` by their folder names (a wheel has neither);
 - `foundation.models` knows neither `foundation.train` nor `foundation.hub`;
 - `foundation.data` knows no model; `foundation.hub` knows no trainer;
-- the library's modules import each other without cycles.
+- the library's modules import each other without cycles;
+- nothing outside `foundation.cli` imports it (but the console entry point, `foundation.__main__`):
+  the CLI is a face over the library, so what a recipe, pipeline or benchmark needs lives below it;
+- no module imports another module's `_private` name (tests included): what others need is public.
 
 The CLI (`foundation.cli`) is the top floor: it may reach the tools, lazily, inside the function
 of the subcommand that needs them, so `foundation --help` never loads PySCF or RDKit.
@@ -171,3 +174,40 @@ def test_no_import_cycles_in_the_library():
     library = set(LIBRARY) - {"foundation"}
     graph = {m: {i for i in IMPORTS[m] if i in library and i != m} for m in library}
     assert _cycles(graph) == []
+
+
+# The console entry point (`python -m foundation`) is the one module outside the CLI that starts it.
+ENTRY_POINTS = {"foundation.__main__"}
+
+
+def _scripts(*folders: str) -> list[Path]:
+    return [p for d in folders for p in sorted((REPO / d).rglob("*.py")) if "__pycache__" not in p.parts]
+
+
+def test_only_the_cli_imports_the_cli():
+    """Recipes, pipelines, benchmarks and the library's own modules stand below the CLI."""
+    inside = set(_under("foundation.cli")) | ENTRY_POINTS
+    found = _violations([m for m in MODULES if m not in inside], ["foundation.cli"])
+    found += [f"{p.relative_to(REPO)} imports {m}" for p in _scripts("benchmarks")
+              for m in _imports(p.stem, p) if _within(m, ["foundation.cli"])]
+    assert sorted(found) == []
+
+
+def _private_imports(source: str) -> list[str]:
+    """`from X import _name` (one leading underscore: private to X), anywhere in `source`."""
+    return [f"{'.' * node.level}{node.module or ''} import {alias.name}" for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.ImportFrom) for alias in node.names
+            if alias.name.startswith("_") and not alias.name.startswith("__")]
+
+
+def test_the_private_import_reader_finds_one():
+    source = "from a.b import public, _hidden\nfrom .c import __version__\ndef f():\n    from . import _x\n"
+    assert _private_imports(source) == ["a.b import _hidden", ". import _x"]
+
+
+def test_no_module_imports_another_modules_private_name():
+    """A name starting with one underscore belongs to its module; one that others need is made
+    public (named without the underscore) where it lives."""
+    files = [*MODULES.values(), *_scripts("benchmarks", "tests")]
+    found = [f"{p.relative_to(REPO)}: from {i}" for p in files for i in _private_imports(p.read_text())]
+    assert sorted(found) == []

@@ -91,13 +91,13 @@ def build(model_name: str, n_candidates: int, k: int, molecules_path: Path, out_
                             sampling=confs[m][c].method, split=molecules[m]["split"], levels=LEVELS)
                   for m, c in round_robin(chosen)]
     write_structures(out_dir, structures, replace=True)
-    selection = {"committee": model_name, "committee_sha256": _sha256(model_name), "candidates": n_candidates,
+    selection = {"committee": model_name, "committee_sha256": committee_sha256(model_name), "candidates": n_candidates,
                  "k": k, "seed": SEED, "levels": LEVELS, "molecules": records}
     write_text_atomic(out_dir.parent / "selection.json", json.dumps(selection, indent=1) + "\n")
     return {"structures": len(structures), "molecules": len(molecules)}
 
 
-def _sha256(name: str) -> str:
+def committee_sha256(name: str) -> str:
     """The committee file's sha256 (a registry name's from its entry, verified when it was fetched)."""
     from foundation.hub import file_sha256, get_entry, is_registered
 

@@ -62,7 +62,7 @@ class Bootstrap:
 
     def values(self, rows: Sequence[Row], finish: Callable[[dict], float | None]) -> np.ndarray:
         """(draws,) the metric `finish(sums)` of each resample of `rows`."""
-        sums = _weighted_sums(rows, self.weights)
+        sums = weighted_sums(rows, self.weights)
         return np.array([_value(finish, {k: float(v[b]) for k, v in sums.items()})
                          for b in range(len(self.weights))])
 
@@ -82,7 +82,7 @@ def _value(finish: Callable[[dict], float | None], sums: dict) -> float:
     return math.nan if value is None else float(value)
 
 
-def _weighted_sums(rows: Sequence[Row], weights: np.ndarray) -> dict[str, np.ndarray]:
+def weighted_sums(rows: Sequence[Row], weights: np.ndarray) -> dict[str, np.ndarray]:
     """The sums `validate` accumulates (per fidelity), for each row of `weights`, as (draws,)."""
     out: dict[str, np.ndarray] = {}
     by_fid: dict[str, list[Row]] = {}

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `benchmarks` is not an installed package; `pytest` alone may not add the root
     sys.path.insert(0, str(REPO))
 
-from benchmarks.scale_data import CC, DFT, _FREE_ATOM_EV, _K, write_scale_shards  # noqa: E402
+from benchmarks.scale_data import CC, DFT, FREE_ATOM_EV, FORCE_CONSTANT, write_scale_shards  # noqa: E402
 from benchmarks.scale_rehearsal import Settings, rehearse  # noqa: E402
 from foundation.data.shards.manifest import load_manifest, verify_shards  # noqa: E402
 from foundation.data.shards.reader import iter_samples  # noqa: E402
@@ -36,8 +36,8 @@ def test_fast_writer_shards_read_back_as_valid_self_consistent_samples(tmp_path)
         assert 5 <= s.n_atoms <= 30
         assert (CC in s.energies) == (i % 10 == 0)
         # harmonic labels: E = Σ free atoms − 2 eV/atom + ½k|Δr|² and F = −kΔr, so ½k|Δr|² = |F|²/2k
-        strain = s.energies[DFT] - sum(_FREE_ATOM_EV[int(z)] for z in s.numbers) + 2.0 * s.n_atoms
-        assert np.isclose(strain, (s.forces[DFT] ** 2).sum() / (2 * _K), atol=1e-6)
+        strain = s.energies[DFT] - sum(FREE_ATOM_EV[int(z)] for z in s.numbers) + 2.0 * s.n_atoms
+        assert np.isclose(strain, (s.forces[DFT] ** 2).sum() / (2 * FORCE_CONSTANT), atol=1e-6)
 
 
 def test_rehearsal_sees_each_conformation_once_across_ranks_and_a_mid_epoch_restart(tmp_path):

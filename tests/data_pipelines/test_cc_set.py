@@ -46,10 +46,10 @@ def test_round_robin_takes_pick_r_of_every_molecule_before_pick_r_plus_one():
 
 def test_the_selection_records_the_committee_files_sha256_for_a_registry_name_and_a_path(tmp_path):
     from foundation.hub.registry import get_entry
-    from foundation.pipelines.cc_set.select import _sha256
+    from foundation.pipelines.cc_set.select import committee_sha256
 
-    assert _sha256("ani-1x") == get_entry("ani-1x").sha256
+    assert committee_sha256("ani-1x") == get_entry("ani-1x").sha256
     (tmp_path / "m.safetensors").write_bytes(b"abc")
-    assert _sha256(str(tmp_path / "m.safetensors")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert committee_sha256(str(tmp_path / "m.safetensors")) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     committed = json.loads((Path(__file__).parents[2] / "data_pipelines/cc_set/selection.json").read_text())
     assert committed["committee_sha256"] == get_entry(committed["committee"]).sha256

@@ -137,7 +137,7 @@ def test_the_bootstrap_of_the_whole_set_is_validate_and_its_error_shrinks_with_m
     """`foundation.train.significance`: resampled sums go through the same metrics as a whole
     validation pass (all weights 1: exactly validate's numbers), and the standard error of a
     relative-energy RMSE falls as molecules and conformers are added (about 1/√n)."""
-    from foundation.train.significance import Bootstrap, _weighted_sums, standard_error
+    from foundation.train.significance import Bootstrap, weighted_sums, standard_error
     from foundation.train.validate import metrics_from_sums
 
     rng = np.random.default_rng(0)
@@ -158,7 +158,7 @@ def test_the_bootstrap_of_the_whole_set_is_validate_and_its_error_shrinks_with_m
         rows: list = []
         batches = [collate(samples(n_molecules, n_conformers), fidelities=heads)]
         val = validate(predict_fn, batches, heads, config, torch.device("cpu"), torch.float64, rows=rows)
-        sums = {k: float(v[0]) for k, v in _weighted_sums(rows, np.ones((1, Bootstrap(rows).n))).items()}
+        sums = {k: float(v[0]) for k, v in weighted_sums(rows, np.ones((1, Bootstrap(rows).n))).items()}
         assert metrics_from_sums(sums, heads, config) == pytest.approx(val)
 
         def metric(s):

@@ -1,4 +1,4 @@
-# The two commands of the README: `make demo` and `make test`. Each creates .venv when it is
+# The commands of the README: `make demo`, `make test` and `make test-all`. Each creates .venv when it is
 # missing, installs torch first (pinned: a local CPU wheel here, pip's default build elsewhere;
 # override with TORCH_SPEC, e.g. for a CUDA index), then the project, then runs.
 PYTHON ?= python3
@@ -9,6 +9,11 @@ STAMP := $(VENV)/.installed
 # One thread per process by default: on small shared machines oversubscription costs 10x.
 export OMP_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
+
+TEST_WORKERS ?= auto
+# pytest's exit code passes through; 5 means it collected no tests, an error here too, said in words.
+pytest = $(BIN)/python -m pytest -q -p no:cacheprovider $(1) $(PYTEST_ARGS) || { status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make: pytest collected no tests (exit 5)" >&2; fi; exit $$status; }
 
 .PHONY: install demo test test-all bench bench-peers clean
 
@@ -25,11 +30,15 @@ install: $(STAMP)
 demo: install
 	$(BIN)/python -m foundation.recipes.demo $(DEMO_ARGS)
 
+# The fast tier (pyproject.toml's addopts leave out `integration` and `slow`), one worker per core:
+# under 6 minutes on 2 cores. Every run ends with its 15 slowest tests (addopts: --durations=15).
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(call pytest,-n $(TEST_WORKERS) --dist loadgroup)
 
+# Everything, as CI runs it (.ci/run). The integration tests share one worker (tests/conftest.py
+# groups them), so two torchruns never compete for the cores; the fast tier runs on the others.
 test-all: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m ''
+	$(call pytest,-m '' -n $(TEST_WORKERS) --dist loadgroup)
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all

@@ -9,13 +9,22 @@ k = 20 eV/Å². Energies are total energies of realistic size (≈ −1030 eV pe
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
-import numpy as np
-import pytest
+# One thread per process whoever calls pytest, as the Makefile exports: a test that compares an
+# in-process run with torchrun ranks (one thread each) must not depend on the caller's
+# environment, and children started by tests inherit the setting. Set before torch is imported.
+os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
-from foundation.data.sample import Sample
-from foundation.units import HARTREE_TO_EV
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from foundation.data.sample import Sample  # noqa: E402
+from foundation.units import HARTREE_TO_EV  # noqa: E402
+
+torch.set_num_threads(1)  # torch may have been imported before this file (a plugin, an xdist worker)
 
 MOLECULES = ["CH4", "NH3", "H2O", "C2H6", "CH3OH", "CH3CH2OH", "CH3OCH3", "HCOOH", "CH3CHO",
              "HCN", "C2H4", "H3CNH2", "H2CO", "CH3CONH2", "HCOOCH3", "CH3COOH"]
@@ -67,6 +76,14 @@ def write_molecules_xyz(path: Path, n_molecules: int = 6, n_conformers: int = 5,
                       s.forces, molecule=s.molecule, source=s.source) for s in samples]
     write_extxyz(path, written, energy_key=energy_key, forces_key=forces_key or "forces")
     return samples
+
+
+def pytest_collection_modifyitems(items):
+    """Under xdist (`make test-all`: `--dist loadgroup`) the integration tests share one worker:
+    two torchruns side by side would compete for the cores and run into their timeouts."""
+    for item in items:
+        if item.get_closest_marker("integration") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group("integration"))
 
 
 @pytest.fixture

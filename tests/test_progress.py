@@ -13,6 +13,8 @@ import sys
 import termios
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = """
 from foundation.progress import progress_bar
@@ -28,6 +30,7 @@ progress_bar(total=10, desc="failed").close()
 """
 
 
+@pytest.mark.integration  # a child process
 def test_through_a_pipe_a_line_at_each_tenth_and_no_carriage_return():
     err = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, check=True).stderr
     assert "\r" not in err
@@ -42,15 +45,15 @@ def test_through_a_pipe_a_line_at_each_tenth_and_no_carriage_return():
     assert failed == []  # no progress, no line: a command failing on its input prints only its error
 
 
+@pytest.mark.integration  # a child process
 def test_on_a_terminal_the_bar_is_redrawn_in_place():
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 rows, 100 columns
     try:
-        subprocess.run([sys.executable, "-c", SCRIPT], stderr=follower, stdout=subprocess.DEVNULL, check=True,
-                       timeout=60)
+        child = subprocess.Popen([sys.executable, "-c", SCRIPT], stderr=follower, stdout=subprocess.DEVNULL)
         os.close(follower)
         out = b""
-        while True:
+        while True:  # read while it writes: a full terminal buffer would block the child
             try:
                 chunk = os.read(leader, 65536)
             except OSError:  # the child has gone and everything is read
@@ -58,12 +61,14 @@ def test_on_a_terminal_the_bar_is_redrawn_in_place():
             if not chunk:
                 break
             out += chunk
+        assert child.wait(timeout=60) == 0
     finally:
         os.close(leader)
     text = out.decode()
     assert "\r" in text and "100%" in text
 
 
+@pytest.mark.integration  # a child process
 def test_the_md_command_through_a_pipe(tmp_path):
     from ase.build import molecule
 

@@ -20,6 +20,8 @@ import pytest
 
 from tests.conftest import write_molecules_xyz
 
+pytestmark = pytest.mark.integration  # builds the wheel, installs it into a new venv with pip
+
 REPO = Path(__file__).resolve().parents[1]
 # Repository folder -> where it lands in the wheel (setup.py maps the last three).
 FOLDERS = {"foundation": "foundation", "recipes": "foundation/recipes",

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the entry points as child processes
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -69,6 +69,7 @@ def test_our_ani_and_torchani_agree_on_identical_weights():
     assert agreement["training_step_float64"]["first_layer_gradients"] < 1e-10
 
 
+@pytest.mark.integration  # benchmark scripts as child processes
 def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
     """`run_all --quick` (~2 min): CI fails when any benchmark script breaks, and the quick run
     writes nowhere near benchmarks/results/."""
@@ -91,6 +92,7 @@ def test_every_benchmark_script_runs_at_a_tiny_size(tmp_path):
     assert {p.name: p.stat().st_mtime_ns for p in run_all.RESULTS.iterdir()} == before
 
 
+@pytest.mark.integration  # benchmark scripts as child processes
 def test_a_script_past_its_time_limit_is_stopped_with_the_processes_it_started(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
     script = ("import subprocess, sys, time; "

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # `benchmarks` is not an installed package; `pytest` alone may not add the root
@@ -40,6 +41,7 @@ def test_fast_writer_shards_read_back_as_valid_self_consistent_samples(tmp_path)
         assert np.isclose(strain, (s.forces[DFT] ** 2).sum() / (2 * FORCE_CONSTANT), atol=1e-6)
 
 
+@pytest.mark.integration  # torchrun
 def test_rehearsal_sees_each_conformation_once_across_ranks_and_a_mid_epoch_restart(tmp_path):
     settings = Settings(max_atoms=256, shuffle_buffer=50, num_workers=2, check=4, every=0.2)
     figure = rehearse(tmp_path / "work", 1200, tmp_path / "results", "scale_small", settings,

@@ -57,6 +57,7 @@ def test_a_bad_override_is_one_line_without_traceback(override, message, capsys)
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
 
 
+@pytest.mark.integration  # the command as a child process
 def test_sigterm_writes_a_checkpoint_and_exits_0(data_args, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "foundation", "train", "experiment=smoke", *data_args,

@@ -65,7 +65,7 @@ def test_each_epoch_covers_every_sample_once_in_a_new_order(shard_dir):
     assert len(samples) == 120 and max(samples.values()) - min(samples.values()) <= 1
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.integration)])  # 2: worker processes
 def test_restored_state_gives_the_same_following_batches(shard_dir, num_workers):
     make = functools.partial(ShardStream, shard_dir, max_atoms=40, seed=7, shuffle_buffer=20,
                              num_workers=num_workers, ratios={DFT: 0.7, CC: 0.3})
@@ -151,6 +151,7 @@ def test_a_bad_shard_is_skipped_and_counted_when_asked(damaged):
     assert {f"synthetic:{i}" for i in range(20, 40)} <= seen
 
 
+@pytest.mark.integration  # DataLoader worker processes
 def test_too_many_readers_for_the_data_is_a_clear_error(tmp_path):
     write_manifest(tmp_path, write_shards(synthetic_samples(3), tmp_path, "train"))
     with pytest.raises(DataError, match="reader 3 of 4"):
@@ -173,6 +174,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+@pytest.mark.integration  # a local HTTP server
 @pytest.mark.parametrize("num_workers", [0, 2])
 def test_streams_over_http_like_from_disk(shard_dir, http_url, num_workers):
     local = _ids(_take(ShardStream(shard_dir, max_atoms=40, seed=2, num_workers=num_workers), 15))

@@ -101,6 +101,7 @@ def test_one_rank_resumed_on_two_then_on_three_mid_plan(shards):
     ledger.assert_exactly_once([0, 1])
 
 
+@pytest.mark.integration  # DataLoader worker processes
 def test_dataloader_workers_changed_on_resume(shards):
     ledger = Ledger()
     (two_workers,) = _layout(shards, 1, workers=2)

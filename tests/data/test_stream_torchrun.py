@@ -8,9 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from foundation.data.shards.manifest import write_manifest
 from foundation.data.shards.writer import write_shards
 from foundation.pipelines.synthetic import synthetic_samples
+
+pytestmark = pytest.mark.integration  # torchrun
 
 SCRIPT = Path(__file__).with_name("stream_rank_script.py")
 N_SHARDS, PER_SHARD, ATOMS = 8, 6, 4  # 4 readers × 2 shards × 6 samples; 3 samples (12 atoms) per batch

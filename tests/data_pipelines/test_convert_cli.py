@@ -65,6 +65,7 @@ def test_extxyz_to_shards_keeps_labels_and_splits_by_molecule(tmp_path):
     assert batch.energy_mask["wb97x_631gs"].all() and batch.n_atoms <= 30
 
 
+@pytest.mark.integration  # the commands as child processes
 def test_cli_converts_ani_h5_and_inspect_reports_and_plots(tmp_path, capsys):
     make_ani_h5(tmp_path / "ani.h5")
     code = main(["data", "convert", str(tmp_path / "ani.h5"), str(tmp_path / "out"), "--key-map",

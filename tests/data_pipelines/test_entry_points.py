@@ -5,6 +5,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.integration  # the entry points as child processes
+
 
 def test_a_pipeline_user_error_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "labels.jsonl").write_text("")

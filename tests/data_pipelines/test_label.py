@@ -115,6 +115,7 @@ def test_conformers_keep_bonds_and_are_deterministic():
     assert np.std([c.positions for c in a], axis=0).mean() > 0.01  # they differ
 
 
+@pytest.mark.integration  # the labeller's worker processes
 def test_label_resume_and_export(tmp_path):
     counts = run_labelling(tmp_path, PLAN, workers=2, max_tasks=3, progress=False)
     assert counts["ok"] == 3
@@ -128,6 +129,7 @@ def test_label_resume_and_export(tmp_path):
     assert len(cc) == 1 and "ccsdt_ccpvdz" not in cc[0].forces and cc[0].forces["wb97x_631gs"].shape == (5, 3)
 
 
+@pytest.mark.integration  # a labelling run killed as a child process
 def test_killed_run_resumes_without_recomputing(tmp_path):
     cmd = [sys.executable, "-m", "foundation", "data", "label", "--out", str(tmp_path), "--workers", "1"]
     plan = tmp_path / "plan.json"

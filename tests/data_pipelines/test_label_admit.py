@@ -5,6 +5,7 @@ each record's `cpu_seconds` (what the calculation cost, measured in the worker).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from foundation.pipelines.label.run import run_labelling
 from foundation.pipelines.label.store import read_records
@@ -13,6 +14,7 @@ from foundation.pipelines.label.structures import Structure, write_structures
 WATER = np.array([[0.0, 0.0, 0.117], [0.0, 0.757, -0.467], [0.0, -0.757, -0.467]])
 
 
+@pytest.mark.integration  # the labeller's worker processes
 def test_a_refused_task_is_deferred_and_done_by_a_later_run(tmp_path):
     structures = [Structure(id=f"water/{k}", molecule="water", numbers=np.array([8, 1, 1]),
                             positions=WATER * (1 + 0.02 * k), sampling="test", split="train",

@@ -101,6 +101,7 @@ def test_structures_file_info_keys_set_charge_and_spin(tmp_path, capsys, monkeyp
     assert not (tmp_path / "l" / "labels.jsonl").exists()
 
 
+@pytest.mark.integration  # the labeller's worker processes
 def test_a_run_with_a_failed_calculation_exits_non_zero_with_the_first_reason(tmp_path, capsys, monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "faults"))
     monkeypatch.setenv(PLUGINS_ENV, "faulty_levels")

@@ -22,6 +22,8 @@ from foundation.data.shards.writer import ShardWriter
 from tests.conftest import FIDELITY, make_molecule_samples, metric_rows
 from tests.faults.cli_forks import ENV, run_commands
 
+pytestmark = pytest.mark.integration  # the commands as child processes
+
 BROKEN = {"nan": np.nan, "inf": np.inf, "1e6": 1e6, "1e10": 1e10}
 FIRST_BAD = 2  # structures 2, 3, ... are broken: H2O (atom 1: H) first; see `_samples`
 ATOM = {"nan": r"atom 1 \(H\) has a non-finite coordinate \(nan\)",

@@ -142,7 +142,7 @@ def test_a_bad_sample_in_a_shard_stops_the_stream_naming_shard_key_and_source(ba
         list(itertools.islice(iter(ShardStream(bad_shards, max_atoms=40)), 20))
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
+@pytest.mark.parametrize("num_workers", [0, pytest.param(2, marks=pytest.mark.integration)])  # 2: worker processes
 def test_bad_samples_in_shards_are_skipped_and_counted_when_asked(bad_shards, num_workers, caplog):
     stream = ShardStream(bad_shards, max_atoms=40, shuffle_buffer=0, on_error="skip", num_workers=num_workers)
     with caplog.at_level(logging.WARNING):

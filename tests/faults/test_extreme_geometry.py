@@ -11,7 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.faults.cli_forks import ENV
+
+pytestmark = pytest.mark.integration  # a child process, so that a crash cannot take pytest down
 
 SCRIPT = Path(__file__).with_name("extreme_geometry_check.py")
 REPO = Path(__file__).resolve().parents[2]

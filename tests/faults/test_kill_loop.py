@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -25,6 +26,8 @@ from foundation.train.compose import load_run_config
 from foundation.train.trainer import Trainer
 
 from tests.conftest import cli_overrides, metric_rows
+
+pytestmark = pytest.mark.integration  # runs SIGKILLed as child processes
 
 REPO = Path(__file__).resolve().parents[2]
 MAX_STEPS = 60

@@ -13,6 +13,8 @@ from foundation.pipelines.label.levels import PLUGINS_ENV
 from foundation.pipelines.label.run import run_labelling
 from foundation.pipelines.label.store import read_records
 
+pytestmark = pytest.mark.integration  # the labeller's worker processes
+
 
 @pytest.fixture(autouse=True)
 def faulty_levels(monkeypatch):

@@ -11,10 +11,13 @@ import re
 
 import ase.db
 import numpy as np
+import pytest
 
 from foundation.data.ase_io import samples_to_atoms
 from tests.conftest import make_molecule_samples
 from tests.faults.cli_forks import run_commands
+
+pytestmark = pytest.mark.integration  # each damaged file through the commands, as child processes
 
 SEED = 21
 N_TEXT, N_JSON, N_SQLITE, N_RANDOM = 20, 6, 5, 2

@@ -85,6 +85,7 @@ def test_a_pickle_in_a_training_checkpoint_is_refused_without_running(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.integration  # a local HTTP server
 @pytest.mark.parametrize("name", ["model.pt", "model.safetensors"])
 def test_a_pickle_served_as_a_model_is_refused_and_not_cached(served, tmp_path, name):
     folder, base = served
@@ -174,6 +175,7 @@ def test_a_training_checkpoint_naming_code_outside_the_allow_list_is_refused(tmp
         load_training_checkpoint(path)
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_a_downloaded_header_naming_outside_code_is_refused_and_not_loaded(served, good_file):
     folder, base = served
 

@@ -87,6 +87,7 @@ def _cached_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".lock") if root.exists() else []
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_ani2x_downloads_verified_resumes_and_then_works_offline(zoo_server, tmp_path, monkeypatch):
     from foundation.hub.ani.from_neurochem import load_neurochem
 
@@ -114,6 +115,7 @@ def test_ani2x_downloads_verified_resumes_and_then_works_offline(zoo_server, tmp
     assert calc.model.heads == ["wb97x_631gs"] and zoo_server.requests == []
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_refresh_rebuilds_a_shipped_model_from_the_published_files(zoo_server, capsys):
     from foundation.cli.main import main
 
@@ -126,6 +128,7 @@ def test_refresh_rebuilds_a_shipped_model_from_the_published_files(zoo_server, c
     assert main(["hub", "list"]) == 0 and "ani-1ccx" in capsys.readouterr().out
 
 
+@pytest.mark.integration  # a local HTTP server
 @pytest.mark.parametrize("fault,error,message", [
     ("corrupt", CheckpointError, "sha256 mismatch"),
     ("html", UserError, "the server sent a web page"),
@@ -147,6 +150,7 @@ def test_a_bad_answer_is_refused_and_nothing_is_cached(zoo_server, tmp_path, fau
     assert PARAMS in again and "/LICENSE" not in again
 
 
+@pytest.mark.integration  # a local HTTP server
 def test_offline_without_a_cache_is_one_clear_line(zoo_server, monkeypatch, capsys):
     from foundation.cli.main import main
 

@@ -18,6 +18,8 @@ from foundation.errors import CheckpointError, UserError
 from foundation.hub.cache import cache_dir, cache_path, safe_filename
 from foundation.hub.download import download
 
+pytestmark = pytest.mark.integration  # a local HTTP server
+
 
 class _Handler(BaseHTTPRequestHandler):
     """Serves `server.routes[path]`: ("file", bytes, content_type) with Range support,

@@ -14,7 +14,8 @@ from tests.train import multiproc
 from foundation.models.mace_torch import installed
 
 HAVE_MACE = installed()
-pytestmark = [pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'"),
+pytestmark = [pytest.mark.integration,  # torchrun
+              pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'"),
               pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")]
 
 STEPS = 3

@@ -131,6 +131,7 @@ print("ok")
 """
 
 
+@pytest.mark.integration  # a child process, so that a crash cannot take pytest down
 def test_shapes_that_crash_a_plain_vesin_call_give_every_pair_within_the_cutoff():
     import subprocess
     import sys

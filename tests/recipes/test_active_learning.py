@@ -58,6 +58,7 @@ def _label_ids(round_dir: Path) -> list[str]:
     return [r["id"] for r in read_records(round_dir / "labels" / "labels.jsonl")]
 
 
+@pytest.mark.integration  # the loop killed as a child process
 def test_loop_killed_after_a_round_resumes_without_relabelling(tmp_path):
     args = _setup(tmp_path)
     rounds = tmp_path / "al" / "rounds"

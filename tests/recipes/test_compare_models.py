@@ -12,6 +12,7 @@ from foundation.models.mace_torch import installed
 HAVE_MACE = installed()
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 @pytest.mark.skipif(not HAVE_MACE, reason="mace-torch not installed: pip install 'foundation-mlip[mace]'")
 @pytest.mark.filterwarnings("ignore:`torch.jit.(save|load)` is deprecated:DeprecationWarning")
 def test_ani_and_mace_through_the_same_recipe_mace_on_its_own_budget(tmp_path, capsys):

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from foundation.models.mace_torch import installed
+
+pytestmark = pytest.mark.integration  # the demo as a child process, twice
 
 DEMO = [sys.executable, "-m", "foundation.recipes.demo", "--fast", "--no-learning-curve", "--members", "1"]
 

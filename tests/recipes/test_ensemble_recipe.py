@@ -29,6 +29,7 @@ def compressed(sample, factor=0.8):
     return dataclasses.replace(sample, positions=centre + (sample.positions - centre) * factor)
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_members_differ_and_the_spread_grows_off_distribution(tiny, runs_dir):
     out = ensemble.run(3, "scratch", overrides=[*tiny, "name=ensemble", "trainer.max_steps=60"], quiet=True)
     assert out["path"] == runs_dir / "ensemble" / "ensemble.safetensors"
@@ -57,6 +58,7 @@ def test_member_seeds_and_argument_errors(tmp_path):
         ensemble.run(0, "scratch")
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_an_ensemble_of_delta_models_shares_the_frozen_base(pretrained, tiny):
     out = ensemble.run(2, "delta", [pretrained], [*tiny, "name=ensemble_delta", "trainer.max_steps=5"], quiet=True)
     model = load_model(out["path"])
@@ -78,6 +80,7 @@ def test_an_ensemble_is_never_trained_as_one_network(pretrained_ensemble, tiny):
               quiet=True)
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_fine_tuning_an_ensemble_trains_member_k_from_member_k(pretrained_ensemble, tiny):
     out = ensemble.run(2, "finetune", [pretrained_ensemble], [*tiny, "name=ens_ft", "trainer.max_steps=20"], quiet=True)
     start = load_model(pretrained_ensemble)

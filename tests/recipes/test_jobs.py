@@ -7,6 +7,7 @@ from foundation.errors import UserError
 from foundation.recipes import jobs
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_two_processes_write_the_weights_one_process_writes(tiny, tmp_path):
     def batch(where):
         return [("scratch", None, [*tiny, f"out_dir={tmp_path / where}", f"name=seed{k}", f"trainer.seed={k}",

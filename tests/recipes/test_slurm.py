@@ -21,6 +21,8 @@ import pytest
 from foundation.train.checkpoint import list_checkpoints
 from tests.conftest import cli_overrides
 
+pytestmark = pytest.mark.integration  # stand-in srun/sbatch running real foundation train tasks
+
 REPO = Path(__file__).resolve().parents[2]
 FAKE = Path(__file__).with_name("fake_slurm")
 SBATCH = REPO / "recipes" / "slurm" / "train.sbatch"

@@ -35,6 +35,7 @@ def test_seeds_are_averaged_and_a_split_needs_two_conformers_of_a_molecule():
     assert transfer.run_name("finetune", 0) == "choose_finetune" and transfer.run_name("finetune", 2) == "choose_finetune_seed2"
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_compare_trains_each_recipe_with_each_seed_and_chooses_on_the_first_labelled_split(pretrained_ensemble, tiny, runs_dir):
     compared = transfer.compare(str(pretrained_ensemble), ("finetune",), [*tiny, "trainer.max_steps=4"], seeds=2,
                                 splits=("no_such_split", "val"))
@@ -58,6 +59,7 @@ def test_subsets_grow_nested_by_structures_and_by_whole_molecules():
     assert len(small) == sum(s.molecule in kept for s in samples)  # every structure of a chosen molecule
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_learning_curve_trains_every_start_at_every_size_on_both_axes(pretrained_ensemble, tiny, runs_dir):
     starts = {"from ensemble": ("finetune", str(pretrained_ensemble)), "scratch": ("scratch", None)}
     rows = learning_curve.learning_curve(starts, runs_dir / "curve", fractions=(0.5, 1.0),
@@ -68,6 +70,7 @@ def test_learning_curve_trains_every_start_at_every_size_on_both_axes(pretrained
     assert learning_curve.curve_plot(rows, runs_dir / "curve.png").stat().st_size > 0
 
 
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_the_dft_head(
         pretrained_ensemble, tiny, runs_dir, tmp_path, monkeypatch):
     hub = tmp_path / "hub"

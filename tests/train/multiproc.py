@@ -50,8 +50,9 @@ def shard_data() -> list[str]:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO), "WANDB_MODE": "offline",
-            "WANDB_SILENT": "true", "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
+            "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+            "TORCH_EXTENSIONS_DIR": str(REPO / ".cache" / "torch_extensions")}
 
 
 def free_port() -> int:
@@ -89,7 +90,17 @@ def final_state(run_dir: Path) -> tuple[dict, dict]:
 def reference(overrides: list[str], world_size: int = 2, accumulate: int = 1) -> tuple[dict, dict]:
     """The one-process run with the same global batch: each step takes the batches the ranks
     would draw (`accumulate` each), accumulates their losses divided by `world_size × accumulate`,
-    then clips and steps once."""
+    then clips and steps once. One thread, as each rank has (OMP_NUM_THREADS=1): with more, the sums
+    are added in another order and the weights drift apart by up to 1e-2 in 12 steps."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _reference(overrides, world_size, accumulate)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _reference(overrides: list[str], world_size: int, accumulate: int) -> tuple[dict, dict]:
     from foundation.models.prediction import predict
     from foundation.train.compose import load_run_config
     from foundation.train.loss import energy_force_loss

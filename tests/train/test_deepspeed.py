@@ -31,6 +31,7 @@ def zero2_run(tmp_path_factory):
     return common, tmp / "runs"
 
 
+@pytest.mark.integration  # torchrun
 def test_zero2_on_two_ranks_equals_one_process_with_the_same_global_batch(zero2_run):
     common, runs = zero2_run
     weights, ema = final_state(runs / "straight")
@@ -39,6 +40,7 @@ def test_zero2_on_two_ranks_equals_one_process_with_the_same_global_batch(zero2_
     assert_close(ema, ref_ema)
 
 
+@pytest.mark.integration  # torchrun
 def test_zero2_resumes_exactly_from_a_checkpoint_with_sharded_optimiser_states(zero2_run):
     common, runs = zero2_run
     straight, resumed = runs / "straight", runs / "resumed"
@@ -58,6 +60,7 @@ def test_zero2_resumes_exactly_from_a_checkpoint_with_sharded_optimiser_states(z
             assert torch.equal(got[name], value), name
 
 
+@pytest.mark.integration  # torchrun
 def test_zero_shards_resumed_on_another_world_size_are_refused_in_one_line(zero2_run):
     common, runs = zero2_run
     done = subprocess.run([sys.executable, "-m", "foundation", "train", *common, "distributed=deepspeed",
@@ -69,6 +72,7 @@ def test_zero_shards_resumed_on_another_world_size_are_refused_in_one_line(zero2
                          "are not re-split); resume it with 2 ranks, not 1"), done.stderr
 
 
+@pytest.mark.integration  # torchrun
 @pytest.mark.slow
 def test_zero1_on_two_ranks_equals_one_process(tmp_path):
     common = [*TINY, *shard_data(), f"out_dir={tmp_path}"]

@@ -34,6 +34,7 @@ def ddp_run(tmp_path_factory):
     return common, tmp / "runs", done
 
 
+@pytest.mark.integration  # torchrun
 def test_two_ddp_ranks_equal_one_process_with_the_same_global_batch(ddp_run):
     common, runs, _ = ddp_run
     weights, ema = final_state(runs / "straight")
@@ -44,6 +45,7 @@ def test_two_ddp_ranks_equal_one_process_with_the_same_global_batch(ddp_run):
     assert float(rows[-1]["val/loss"]) < float(rows[0]["val/loss"])
 
 
+@pytest.mark.integration  # torchrun
 def test_only_rank0_logs_and_an_offline_wandb_run_is_written(ddp_run):
     _, runs, done = ddp_run
     assert done.stdout.count("completed at step 12") == 1  # rank 1 prints nothing
@@ -59,6 +61,7 @@ def test_only_rank0_logs_and_an_offline_wandb_run_is_written(ddp_run):
         assert key in content, key
 
 
+@pytest.mark.integration  # torchrun
 def test_sigkill_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weights(ddp_run):
     common, runs, _ = ddp_run
     killed = multiproc.train_until_killed([*common, "distributed=ddp", "name=killed"], kill_at=8)
@@ -73,6 +76,7 @@ def test_sigkill_after_a_checkpoint_then_resume_ends_with_the_uninterrupted_weig
         assert torch.equal(exported[name], value), name
 
 
+@pytest.mark.integration  # torchrun
 def test_sigterm_writes_a_checkpoint_before_the_ranks_exit(tmp_path):
     common = [*TINY, *xyz_data(multiproc.write_xyz(tmp_path / "train.xyz")), f"out_dir={tmp_path}",
               "distributed=ddp", "name=sig", "trainer.max_steps=100000", "trainer.log_every=1",
@@ -108,6 +112,7 @@ def test_ddp_in_one_process_runs_unchanged_and_matches_the_single_engine(tmp_pat
         assert torch.equal(ddp.model.state_dict()[name], value), name
 
 
+@pytest.mark.integration  # torchrun
 def test_accumulating_batches_on_two_ranks_equals_one_process_with_the_same_global_batch(tmp_path):
     common = [*TINY, *xyz_data(multiproc.write_xyz(tmp_path / "train.xyz")), f"out_dir={tmp_path}",
               "trainer.max_steps=6", "trainer.val_every=6", "trainer.ckpt_every=6"]

@@ -36,6 +36,7 @@ def test_on_resume_rows_after_the_checkpoint_and_a_cut_line_are_dropped(tmp_path
     assert [(r["step"], r["loss"]) for r in rows] == [("5", "0.2"), ("10", "0.1"), ("15", "0.5")]
 
 
+@pytest.mark.integration  # wandb starts its own service process
 def test_wandb_offline_needs_no_network(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")

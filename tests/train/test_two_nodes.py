@@ -19,6 +19,8 @@ if str(REPO) not in sys.path:  # `benchmarks` is not an installed package
 
 from benchmarks.two_nodes import Settings, rehearse  # noqa: E402
 
+pytestmark = pytest.mark.integration  # two torchrun agents
+
 
 def test_two_agents_lose_a_worker_mid_epoch_and_end_as_the_uninterrupted_run(tmp_path):
     _check(rehearse(tmp_path, Settings()), Settings())

@@ -18,6 +18,8 @@ if str(REPO) not in sys.path:  # `benchmarks` is not an installed package
 from benchmarks.two_nodes import Settings, committed, coverage, launch, overrides, write_shards  # noqa: E402
 from foundation.train.checkpoint import list_checkpoints  # noqa: E402
 
+pytestmark = pytest.mark.integration  # torchrun
+
 SETTINGS = Settings()
 
 

@@ -1,5 +1,5 @@
 """`make bench`: run every benchmark script in benchmarks/, each in its own process, then print
-the Markdown table of benchmarks/results/*.json (the README shows it) and write it to
+the Markdown table of benchmarks/results/*.json (docs/benchmarks.md shows it) and write it to
 benchmarks/results/TABLE.md.
 
     python -m benchmarks.run_all                 # every script but the long ones, then the table

@@ -12,7 +12,7 @@
 The published datasets are read as their publishers describe them (keys, units, level of theory,
 charge and spin): SPICE 2 (hartree, bohr; charge from the SMILES), OMol25 (ASE-LMDB; eV, Å; charge
 and spin per structure), QM7-X (eV, Å) and Transition1x (eV, Å; its published split), each
-streamed, never loaded whole. See the data section of the README.
+streamed, never loaded whole. See docs/data.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`make bench` plumbing: which scripts run, the table printed for the README, and the check
+"""`make bench` plumbing: which scripts run, the table printed for docs/benchmarks.md, and the check
 that ours and TorchANI compute the same thing before anything is timed (real TorchANI, no timing
 asserted)."""
 

@@ -29,7 +29,7 @@ def test_replay_trains_the_dft_head_on_dft_labels_and_without_it_the_dft_head_is
     assert any(not torch.equal(with_replay[n], start[n]) for n in dft_head)  # replay keeps teaching it
     # ... on its own labels, and its force accuracy on the validation molecules holds. (Whether the
     # body forgets less with replay is a statistical claim, measured at full size, e.g. the shipped
-    # model's ωB97X head in the README; a smoke-sized start is too far from its labels to show it.)
+    # model's ωB97X head in docs/models.md; a smoke-sized start is too far from its labels to show it.)
     samples = embedded_samples("val", DFT)
     batch = collate(samples, fidelities=[DFT])
     forces = np.concatenate([s.forces[DFT] for s in samples])

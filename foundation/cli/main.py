@@ -15,7 +15,7 @@ import sys
 
 from foundation.errors import run_reporting
 
-SUBCOMMANDS = ["train", "finetune", "evaluate", "data", "hub", "md"]
+SUBCOMMANDS = ["train", "finetune", "adapt", "evaluate", "data", "hub", "md"]
 
 
 def build_parser() -> argparse.ArgumentParser:

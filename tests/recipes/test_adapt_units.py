@@ -1,0 +1,72 @@
+"""The pieces of `foundation adapt` that need no calculation (issue 27): the cost model and its
+calibration, the choice of what to label within a budget, the arguments' parsing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from foundation.errors import UserError
+from foundation.recipes.adapt import parse_budget, parse_mix, parse_temperatures
+from foundation.recipes.adapt.choose import HOLDOUT_GAP, PICK_GAP, Scores, allocate, choose_holdout, rank
+from foundation.recipes.adapt.costs import CostModel, basis_functions
+from foundation.recipes.adapt.sampling import Candidate
+
+CC, MP2 = "ccsdt_ccpvdz", "mp2_ccpvdz"
+
+
+def test_the_cost_model_calibrates_scale_and_exponent_on_the_runs_calculations():
+    assert basis_functions([8, 1, 1]) == 24 and basis_functions([6, 6, 8] + [1] * 6) == 72
+    prior = CostModel.prior([CC, MP2])
+    assert prior.seconds(CC, 72) == pytest.approx(6.65) and prior.levels[CC].calibrated_on == 0
+    # CC measured at two sizes growing like nbf^5 and 3x the prior's scale; MP2 at one size only
+    measured = [(CC, 48, 3 * 6.65 * (48 / 72) ** 5), (CC, 96, 3 * 6.65 * (96 / 72) ** 5), (MP2, 72, 1.0)]
+    fitted = prior.calibrated(measured)
+    assert fitted.levels[CC].exponent == pytest.approx(5.0) and fitted.seconds(CC, 72) == pytest.approx(3 * 6.65)
+    assert fitted.levels[MP2].exponent == 4.0 and fitted.seconds(MP2, 72) == pytest.approx(1.0)  # scale only
+    assert fitted.levels[CC].calibrated_on == 2 and "calibrated on 2" in fitted.describe({"m": 72})[0]
+
+
+def _candidates(molecules=("a", "b"), trajectories=2, frames=30, interval=20):
+    out = []
+    for m, name in enumerate(molecules):
+        numbers = np.array([8, 1, 1] if m == 0 else [6, 8] + [1] * 4)
+        for t in range(trajectories):
+            for f in range(1, frames + 1):
+                out.append(Candidate(f"{name}/t{t}s{f * interval:05d}", name, numbers, np.zeros((len(numbers), 3)),
+                                     300.0, f * interval, t, "md", 0.0))
+    return out
+
+
+def test_picks_take_molecules_and_levels_in_turn_within_the_shares_and_keep_clear_of_the_held_out():
+    candidates = _candidates()
+    rng = np.random.default_rng(0)
+    scores = Scores(energy=rng.normal(size=len(candidates)), spread=rng.uniform(size=len(candidates)),
+                    atom_spread=rng.uniform(size=len(candidates)))
+    held = choose_holdout(candidates, 3, seed=0)
+    assert [c.molecule for c in held] == ["a"] * 3 + ["b"] * 3 and {c.trajectory for c in held[:3]} == {0, 1}
+    costs = CostModel.prior([CC, MP2])
+    mix = {CC: 0.7, MP2: 0.3}
+    tasks = allocate(candidates, rank(candidates, scores), mix, 60.0, costs, holdout=held)
+    for fid, share in mix.items():
+        assert sum(t.estimate for t in tasks if t.fidelity == fid) <= 60.0 * share
+    assert {t.candidate.molecule for t in tasks[:4]} == {"a", "b"}  # molecules in turn
+    assert {t.fidelity for t in tasks} == {CC, MP2}
+    picked = [t.candidate for t in tasks]
+    assert len({c.id for c in picked}) == len(picked)
+    for c in picked:
+        for h in held:
+            assert (c.molecule, c.trajectory) != (h.molecule, h.trajectory) or abs(c.step - h.step) > HOLDOUT_GAP
+        for d in picked:
+            if d is not c and (c.molecule, c.trajectory) == (d.molecule, d.trajectory):
+                assert abs(c.step - d.step) > PICK_GAP
+
+
+def test_the_arguments_are_read_or_refused_in_one_line():
+    assert parse_budget("3h") == 10800 and parse_budget("90m") == 5400 and parse_budget("45s") == 45
+    assert parse_temperatures("300..600") == (300.0, 400.0, 500.0, 600.0) and parse_temperatures("450") == (450.0,)
+    assert parse_mix(None) == {CC: 0.7, MP2: 0.3} and parse_mix("ccsdt_ccpvdz=1,mp2_ccpvdz=1") == {CC: 0.5, MP2: 0.5}
+    for bad, call in (("3 hours", parse_budget), ("hot", parse_temperatures), ("mp2_ccpvdz=1", parse_mix),
+                      ("ccsdt_ccpvdz=1,b3lyp=1", parse_mix)):
+        with pytest.raises(UserError):
+            call(bad)

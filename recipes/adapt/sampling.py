@@ -113,14 +113,14 @@ def _trajectory(molecule, start: np.ndarray, temperature: float, index: int, cal
     from ase import units
     from ase.constraints import FixCom
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
+    from ase.md.velocitydistribution import Stationary, ZeroRotation
 
     from foundation.pipelines.label.conformers import acceptable
 
     atoms = ase.Atoms(molecule.numbers, start.copy())
     atoms.calc = calculator
     rng = np.random.RandomState(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+    _thermalize(atoms, temperature, rng)
     Stationary(atoms)
     ZeroRotation(atoms)
     atoms.set_constraint(FixCom())  # ASE's advice over Langevin's fixcm (which skews small molecules' NVT)
@@ -144,3 +144,15 @@ def _trajectory(molecule, start: np.ndarray, temperature: float, index: int, cal
         if stop:
             break
     return frames
+
+
+def _thermalize(atoms, temperature: float, rng) -> None:
+    """Maxwell-Boltzmann momenta at `temperature` K (ASE 3.29 renamed the function)."""
+    try:
+        from ase.md.velocitydistribution import thermalize_momenta
+    except ImportError:
+        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
+        return
+    thermalize_momenta(atoms, temperature, rng=rng)

@@ -70,3 +70,21 @@ def test_the_arguments_are_read_or_refused_in_one_line():
                       ("ccsdt_ccpvdz=1,b3lyp=1", parse_mix)):
         with pytest.raises(UserError):
             call(bad)
+
+
+def test_molecules_come_from_smiles_files_and_structures_and_an_open_shell_structure_is_refused(tmp_path):
+    import ase.io
+    from ase.build import molecule
+
+    from foundation.recipes.adapt.door import read_molecules
+
+    (tmp_path / "mols.smi").write_text("# mine\nCCO ethanol\nC=O\n")
+    frames = [molecule("H2O"), molecule("CH3OH"), molecule("H2O")]
+    frames[2].positions += 0.01
+    ase.io.write(tmp_path / "mine.xyz", frames)
+    found = read_molecules([str(tmp_path / "mols.smi"), "N"], str(tmp_path / "mine.xyz"), [1, 6, 7, 8], "start")
+    assert [m.name for m in found[:3]] == ["ethanol", "mol01", "mol02"] and found[0].smiles == "CCO"
+    assert [len(m.starts) for m in found[3:]] == [2, 1] and found[3].smiles is None  # water twice, methanol once
+    ase.io.write(tmp_path / "radical.xyz", [molecule("CH3")])
+    with pytest.raises(UserError, match=r"radical.xyz:0: charge \+0, doublet; adapt labels neutral closed-shell"):
+        read_molecules([], str(tmp_path / "radical.xyz"), [1, 6, 7, 8], "start")

@@ -47,22 +47,17 @@ def read_molecules(smiles: Sequence[str], structures: str | None, elements: Sequ
 
 
 def _smiles_entries(arguments: Sequence[str]) -> list[tuple[str, str]]:
-    """(SMILES, name) pairs: an argument that is a file holds one "SMILES [name]" a line."""
+    """(SMILES, name) pairs: an argument that is a file is a SMILES file
+    (`foundation.pipelines.label.structures.read_smiles`); a SMILES given as it is is named mol<k>."""
+    from foundation.pipelines.label.structures import read_smiles
+
     out: list[tuple[str, str]] = []
     for arg in arguments:
-        path = Path(arg)
-        if path.is_file():
-            try:
-                lines = path.read_text().splitlines()
-            except OSError as e:
-                raise UserError(f"{path}: cannot read the SMILES file ({e.strerror})") from None
-            for line in lines:
-                parts = line.split()
-                if parts and not parts[0].startswith("#"):
-                    out.append((parts[0], _safe(parts[1]) if len(parts) > 1 else ""))
+        if Path(arg).is_file():
+            out += [(smi, _safe(name)) for smi, name in read_smiles(arg)]
         else:
-            out.append((arg, ""))
-    return [(smi, name or f"mol{k:02d}") for k, (smi, name) in enumerate(out)]
+            out.append((arg, f"mol{len(out):02d}"))
+    return out
 
 
 def _safe(name: str) -> str:

@@ -83,7 +83,7 @@ def test_molecules_come_from_smiles_files_and_structures_and_an_open_shell_struc
     frames[2].positions += 0.01
     ase.io.write(tmp_path / "mine.xyz", frames)
     found = read_molecules([str(tmp_path / "mols.smi"), "N"], str(tmp_path / "mine.xyz"), [1, 6, 7, 8], "start")
-    assert [m.name for m in found[:3]] == ["ethanol", "mol01", "mol02"] and found[0].smiles == "CCO"
+    assert [m.name for m in found[:3]] == ["ethanol", "mol0001", "mol02"] and found[0].smiles == "CCO"
     assert [len(m.starts) for m in found[3:]] == [2, 1] and found[3].smiles is None  # water twice, methanol once
     ase.io.write(tmp_path / "radical.xyz", [molecule("CH3")])
     with pytest.raises(UserError, match=r"radical.xyz:0: charge \+0, doublet; adapt labels neutral closed-shell"):

@@ -40,10 +40,12 @@ def add_parser(subparsers) -> None:
                         help="MD temperature(s) in K (a range: 4 temperatures; default 300..600)")
     parser.add_argument("--workers", type=int, default=None, help="labelling processes (default: all cores)")
     parser.add_argument("--rounds", type=int, default=2, help="label-and-fine-tune rounds (default 2)")
-    parser.add_argument("--holdout", type=int, default=3, help="held-out CCSD(T) conformers per molecule (default 3)")
+    parser.add_argument("--holdout", type=int, default=None,
+                        help="held-out CCSD(T) conformers per molecule (default: 3, or 2 when 3 would cost over a "
+                             "quarter of the labelling budget)")
     parser.add_argument("--members", type=int, default=None, help="fine-tune the first K members (default all)")
     parser.add_argument("--mix", default=None, metavar="LEVEL=SHARE,...",
-                        help="shares of the labelling budget per level (default ccsdt_ccpvdz=0.7,mp2_ccpvdz=0.3)")
+                        help="shares of the labelling budget per level (default ccsdt_ccpvdz=0.5,mp2_ccpvdz=0.5)")
     parser.add_argument("--finetune-share", type=float, default=0.25, help="budget kept for fine-tuning (default 0.25)")
     parser.add_argument("--md-steps", type=int, default=2000, help="MD steps per trajectory, 0.5 fs (default 2000)")
     parser.add_argument("--seed", type=int, default=0)

@@ -18,7 +18,11 @@ from foundation.recipes.adapt.ledger import Ledger
 
 DEFAULT_START = "ani-1x-ccsdt"
 CC = tuning.CC
-DEFAULT_MIX = {"ccsdt_ccpvdz": 0.7, "mp2_ccpvdz": 0.3}  # shares of the labelling budget (not yet measured)
+# Shares of the labelling budget, not yet measured: at 5-6 heavy atoms an MP2 energy + forces costs
+# about a seventh of a CCSD(T) energy (costs.py) and brings 3N + 1 numbers, so half goes to each.
+DEFAULT_MIX = {"ccsdt_ccpvdz": 0.5, "mp2_ccpvdz": 0.5}
+HOLDOUT_SHARE = 0.25  # --holdout auto: 3 conformers per molecule while they cost at most this share of labelling
+HOLDOUT_MAX_SHARE = 0.5  # ... and a held-out set costing more than this share is refused
 OVERPLAN = 1.3  # picks planned beyond a round's budget, for admission to cut where the calibrated costs say
 N_TEMPERATURES = 4  # trajectories per start over a temperature range
 FIXED_PER_MEMBER = 3.0  # CPU s a member's fine-tune costs besides its steps, until a round has measured it
@@ -89,7 +93,7 @@ def parse_mix(text: str | dict | None) -> dict[str, float]:
 
 def adapt(smiles: Sequence[str] = (), out: str | os.PathLike = "adapt", budget: str | float = "3h",
           structures: str | None = None, model: str = DEFAULT_START, temperature: str | Sequence[float] = "300..600",
-          workers: int | None = None, slurm: bool = False, rounds: int = 2, holdout: int = 3,
+          workers: int | None = None, slurm: bool = False, rounds: int = 2, holdout: int | None = None,
           members: int | None = None, mix: str | dict | None = None, finetune_share: float = 0.25,
           md_steps: int = 2000, seed: int = 0, overrides: Sequence[str] = (), verbose: bool = True,
           slurm_settings: labelling.SlurmSettings | None = None) -> AdaptResult:
@@ -102,7 +106,7 @@ def adapt(smiles: Sequence[str] = (), out: str | os.PathLike = "adapt", budget: 
     out.mkdir(parents=True, exist_ok=True)
     settings = {"smiles": list(smiles), "structures": structures, "model": str(model),
                 "temperatures": list(parse_temperatures(temperature)), "budget_seconds": parse_budget(budget),
-                "rounds": int(rounds), "holdout": int(holdout), "members": members, "mix": parse_mix(mix),
+                "rounds": int(rounds), "holdout": holdout, "members": members, "mix": parse_mix(mix),
                 "finetune_share": float(finetune_share), "md_steps": int(md_steps), "seed": int(seed),
                 "overrides": list(overrides), "workers": workers or os.cpu_count() or 1, "slurm": bool(slurm),
                 "verbose": bool(verbose)}
@@ -114,7 +118,7 @@ def adapt(smiles: Sequence[str] = (), out: str | os.PathLike = "adapt", budget: 
 def _check(s: dict) -> None:
     if s["rounds"] < 1:
         raise UserError(f"--rounds {s['rounds']}: give 1 or more")
-    if s["holdout"] < 2:
+    if s["holdout"] is not None and s["holdout"] < 2:
         raise UserError(f"--holdout {s['holdout']}: relative energies need 2 or more held-out conformers per molecule")
     if not 0.0 < s["finetune_share"] < 1.0:
         raise UserError(f"--finetune-share {s['finetune_share']}: must be in (0, 1)")
@@ -142,7 +146,7 @@ class _Run:
         from foundation.recipes.adapt.door import read_molecules
 
         self.molecules = read_molecules(self.s["smiles"], self.s["structures"], self.start.elements, self.s["model"])
-        self.ledger.check_config({k: v for k, v in self.s.items()})
+        self.ledger.check_config(dict(self.s))
         self.candidates = self._candidates()
         self.held = self._holdout()
         self.costs = labelling.calibrated(costs_module.CostModel.prior(list(self.s["mix"])), self.out)
@@ -170,10 +174,23 @@ class _Run:
     def _holdout(self) -> list:
         path = self.out / "holdout.json"
         if not path.exists():
-            chosen = choose.choose_holdout(self.candidates, self.s["holdout"], self.s["seed"])
+            chosen = choose.choose_holdout(self.candidates, self._holdout_size(), self.s["seed"])
             write_json(path, [c.id for c in chosen])
         ids = set(json.loads(path.read_text()))
         return [c for c in self.candidates if c.id in ids]
+
+    def _holdout_size(self) -> int:
+        """--holdout, or (auto) 3 conformers per molecule while their CCSD(T) estimate is at most
+        `HOLDOUT_SHARE` of the labelling budget, else 2 (one relative energy per molecule)."""
+        if self.s["holdout"] is not None:
+            return self.s["holdout"]
+        costs = costs_module.CostModel.prior([CC])
+        per_round = sum(costs.seconds(CC, nbf) for nbf in choose.sizes(self.candidates).values())
+        labelling_budget = self.budget * (1 - self.s["finetune_share"])
+        size = 3 if 3 * per_round <= HOLDOUT_SHARE * labelling_budget else 2
+        self.say(f"held out: {size} conformers per molecule (CCSD(T) estimate {_hours(size * per_round)} of "
+                 f"{_hours(labelling_budget)} for labelling; --holdout sets it)")
+        return size
 
     def _say_plan(self) -> None:
         sizes = choose.sizes(self.candidates)
@@ -184,7 +201,7 @@ class _Run:
                  f"(held-out set first: {len(self.held)} CCSD(T) conformers, estimated {_hours(holdout)})")
         for line in self.costs.describe(sizes):
             self.say(f"  cost {line}")
-        if holdout > 0.5 * (self.budget - finetune):
+        if holdout > HOLDOUT_MAX_SHARE * (self.budget - finetune):
             raise UserError(f"--budget {_hours(self.budget)}: the held-out CCSD(T) calculations alone are estimated "
                             f"at {_hours(holdout)}, more than half the labelling budget; give a larger budget, "
                             "fewer or smaller molecules, or --holdout 2")
@@ -243,11 +260,11 @@ class _Run:
         count = self.s["members"] or len(self.start.members)
         allowed = max(self.budget * r / self.s["rounds"] - self.spent(), 0.0)  # what the round's labelling left
         step = tuning.step_seconds(self.start, train)
-        fixed = self._fixed_seconds(step)
-        steps = tuning.plan_steps(allowed, count, step, fixed)
+        steps = tuning.plan_steps(allowed, count, step, self._fixed_seconds())
         self.say(f"round {r}: fine-tuning {count} member(s) of {self.s['model']} on {len(train)} structures, "
                  f"up to {steps} steps each (~{_hours(allowed)} allowed; a step measured {step * 1000:.0f} ms)")
         self.ledger.charge("choosing")
+        shutil.rmtree(folder / "finetune", ignore_errors=True)  # a fine-tune killed half-way starts again
         result = tuning.finetune_round(self.s["model"], train, folder / "model.safetensors", folder / "finetune",
                                        self.s["members"], steps, self.s["seed"], self.s["overrides"])
         seconds = self.ledger.charge("fine-tuning")
@@ -297,7 +314,7 @@ class _Run:
         rounds = self.s["rounds"]
         return self.budget * r / rounds - self.budget * self.s["finetune_share"] / rounds
 
-    def _fixed_seconds(self, step: float) -> float:
+    def _fixed_seconds(self) -> float:
         """CPU seconds a member's fine-tune costs besides its steps (building the trainer, fitting
         references, validations, writing): measured on the last round, else a prior."""
         done = [json.loads(p.read_text()) for p in self._round_files()]

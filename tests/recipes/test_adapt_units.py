@@ -65,7 +65,7 @@ def test_picks_take_molecules_and_levels_in_turn_within_the_shares_and_keep_clea
 def test_the_arguments_are_read_or_refused_in_one_line():
     assert parse_budget("3h") == 10800 and parse_budget("90m") == 5400 and parse_budget("45s") == 45
     assert parse_temperatures("300..600") == (300.0, 400.0, 500.0, 600.0) and parse_temperatures("450") == (450.0,)
-    assert parse_mix(None) == {CC: 0.7, MP2: 0.3} and parse_mix("ccsdt_ccpvdz=1,mp2_ccpvdz=1") == {CC: 0.5, MP2: 0.5}
+    assert parse_mix(None) == {CC: 0.5, MP2: 0.5} and parse_mix("ccsdt_ccpvdz=7,mp2_ccpvdz=3") == {CC: 0.7, MP2: 0.3}
     for bad, call in (("3 hours", parse_budget), ("hot", parse_temperatures), ("mp2_ccpvdz=1", parse_mix),
                       ("ccsdt_ccpvdz=1,b3lyp=1", parse_mix)):
         with pytest.raises(UserError):

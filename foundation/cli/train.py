@@ -29,14 +29,15 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from foundation.train.compose import compose_dict
-    from foundation.train.run import train  # lazy: `foundation --help` loads no torch
-
     overrides = list(getattr(args, "overrides", []) or [])
     if args.show_config:
         from omegaconf import OmegaConf
 
+        from foundation.train.compose import compose_dict
+
         print(OmegaConf.to_yaml(OmegaConf.create(compose_dict(overrides))), end="")
         return 0
+    from foundation.train.run import train  # here: `foundation --help` and --show-config load no trainer
+
     train(overrides, verbose=True)
     return 0

@@ -84,7 +84,7 @@ def run(args) -> int:
         record = {"model": str(args.model), "data": str(args.data), "energy_key": args.energy_key,
                   "forces_key": args.forces_key, "energy_unit_given": args.energy_unit or "eV",
                   "length_unit_given": args.length_unit, "index": args.index, **result}
-        write_json(args.json, record)
+        write_record(args.json, record)
         print(f"wrote {args.json}")
     return 0
 
@@ -101,8 +101,10 @@ def format_table(result: dict, model: str, data: str) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str | os.PathLike, record: dict) -> None:
-    """Atomically; NaN (no relative energies to score) is written as null."""
+def write_record(path: str | os.PathLike, record: dict) -> None:
+    """The evaluation record as `--json` writes it (its own layout, see `_dumps`; results of
+    recipes and benchmarks use `foundation.files.write_json`), atomically; NaN (no relative
+    energies to score) is written as null."""
     write_text_atomic(path, _dumps(_no_nan(record)) + "\n")
 
 

@@ -10,7 +10,9 @@ reference energies). The ensemble's `reference_energies` is the members' mean, r
 Members that compute alike share the work (`PotentialModel.shared_ensemble`; for ANI members
 with equal AEVs, `foundation.models.ani_ensemble`: one neighbour list and one AEV per batch, the
 element networks of all members as batched matmuls, one backward for the forces), with every
-member's output what it computes alone up to float rounding; other members run whole.
+member's output what it computes alone up to float rounding; other members run whole. Routed
+members (the shipped ani-1x-ccsdt) share it too: the parts that answer the asked head form an
+ensemble of their own.
 """
 
 from __future__ import annotations
@@ -140,10 +142,32 @@ class EnsembleModel(PotentialModel):
             return None
         return type(self.members[0]).shared_ensemble(list(self.members), self._shared_cache)
 
+    def _routed_parts(self, heads: list[str]) -> "EnsembleModel | None":
+        """When every member routes all of `heads` to one part (`RoutedModel.part_for`), those
+        parts as an ensemble that shares their work; None otherwise. Built once and kept in the
+        cache (its members are the parts themselves, not copies)."""
+        parts = [getattr(m, "part_for", lambda _: None)(heads) for m in self.members] if self.share else [None]
+        if any(p is None for p in parts):
+            return None
+        key = ("parts", *map(id, parts))
+        if key not in self._shared_cache:
+            try:
+                sub = EnsembleModel.from_members(parts)
+            except UserError:  # parts of different architectures: each member runs whole
+                sub = None
+            self._shared_cache[key] = sub if sub is not None and sub._shared() is not None else None
+        sub = self._shared_cache[key]
+        if sub is not None:
+            sub.training = self.training  # the parts' own flags are the members' already
+        return sub
+
     def _member_energies(self, batch: AtomsBatch, heads: list[str], positions: Tensor | None) -> Tensor:
         """(members, N, len(heads)) float64 per-atom energies in eV, reference energies included."""
         for h in heads:
             self.head_index(h)  # a clear error for an unknown head
+        routed = self._routed_parts(heads)
+        if routed is not None:
+            return routed._member_energies(batch, heads, positions)
         shared = self._shared()
         if shared is None:
             return torch.stack([m.atomic_energies(batch, heads, positions) for m in self.members])
@@ -158,6 +182,9 @@ class EnsembleModel(PotentialModel):
         backward through the stacked networks gives every member's gradient of its energy with
         respect to the AEVs (each member's networks read their own copy of them), then one
         backward through the AEV per member. Otherwise one backward per member."""
+        routed = self._routed_parts([head])
+        if routed is not None:
+            return routed._member_energies_and_forces(batch, head, positions)
         shared = self._shared()
         if shared is None or self.training:
             members = self._member_energies(batch, [head], positions)[..., 0]

@@ -110,6 +110,12 @@ class RoutedModel(PotentialModel):
         self.config.routes[name] = k
         self.config.heads.append(name)
 
+    def part_for(self, heads: Sequence[str]) -> PotentialModel | None:
+        """The part that answers every one of `heads`, or None when they span parts. An ensemble
+        of routed members evaluates those parts together (`EnsembleModel`), sharing their work."""
+        k = {self.config.routes.get(h) for h in heads}
+        return self.parts[k.pop()] if len(k) == 1 and None not in k else None
+
     def atomic_energies(self, batch: AtomsBatch, heads: Sequence[str] | None = None,
                         positions: Tensor | None = None) -> Tensor:
         heads = list(heads) if heads is not None else self.heads

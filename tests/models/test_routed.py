@@ -65,3 +65,26 @@ def test_freezing_auto_keeps_the_parts_of_other_heads_whole_and_the_trained_part
     assert {n for n, _ in model.named_parameters() if n.startswith("parts.0.")} <= frozen
     trained = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trained and all(n.startswith("parts.1.") and ".layers.2." not in n for n in trained)
+
+
+def test_an_ensemble_of_routed_members_shares_the_work_of_the_asked_heads_part():
+    """The shipped ani-1x-ccsdt is an ensemble of routed members: the parts answering the asked
+    head run as an ensemble of their own (one AEV, stacked networks), equal to each member whole."""
+    members = []
+    for k in range(2):
+        start, tuned = parts()
+        with torch.no_grad():
+            for p in [*start.parameters(), *tuned.parameters()]:
+                p.add_(0.05 * k * torch.randn_like(p))
+        members.append(RoutedModel.from_parts([start, tuned], {CC: 1, DFT: 0}))
+    ensemble = EnsembleModel.from_members(members).eval()
+    batch = collate([random_molecule(np.random.default_rng(k), [1, 6, 7, 8], 7) for k in range(3)]).to("cpu", torch.float64)
+    for head in (CC, DFT):
+        assert ensemble._routed_parts([head]) is not None
+        shared = ensemble(batch, head, member_forces=True)
+        ensemble.share = False
+        whole = ensemble(batch, head, member_forces=True)
+        ensemble.share = True
+        for key in ("energy", "forces", "member_forces", "energy_std", "atomic_energy_std"):
+            torch.testing.assert_close(shared[key].detach(), whole[key].detach(), rtol=1e-12, atol=1e-10, msg=key)
+    assert ensemble._routed_parts([CC, DFT]) is None  # two parts: each member answers whole

@@ -45,7 +45,7 @@ def test_smoke_experiment_trains_exports_and_resumes(data_args, tmp_path, capsys
 
 @pytest.mark.parametrize("override, message", [
     ("trainer.max_stepz=5", "unknown key trainer.max_stepz in override 'trainer.max_stepz=5'; "
-                            "valid keys of trainer: accumulate, allow_worse, ckpt_every,"),
+                            "valid keys of trainer: accumulate, allow_worse, bootstrap_draws, ckpt_every,"),
     ("+trainer.max_stepz=5", "trainer.max_stepz: unknown key; valid keys: max_steps, lr,"),
     ("data=nope", "data=nope: no such data config; available: embedded, extxyz"),
     ("trainer.max_steps=ten", "trainer.max_steps='ten': expected int"),

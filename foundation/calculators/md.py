@@ -32,7 +32,7 @@ def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nv
 
     rng = np.random.default_rng(seed)
     if temperature > 0:
-        _thermalize(atoms, temperature, rng)
+        thermalize(atoms, temperature, rng)
         Stationary(atoms)
         if not atoms.pbc.any():
             ZeroRotation(atoms)
@@ -65,7 +65,7 @@ def run_md(atoms, steps: int, dt: float, temperature: float, ensemble: str = "nv
             "max_deviation_ev": float(np.abs(energies - energies[0]).max()), "traj": str(traj) if traj else None}
 
 
-def _thermalize(atoms, temperature: float, rng) -> None:
+def thermalize(atoms, temperature: float, rng) -> None:
     """Maxwell-Boltzmann momenta at `temperature` K."""
     try:
         from ase.md.velocitydistribution import thermalize_momenta  # ASE >= 3.29

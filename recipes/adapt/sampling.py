@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from foundation.calculators.md import thermalize
 from foundation.files import write_text_atomic
 
 FILE = "candidates.jsonl"
@@ -120,7 +121,7 @@ def _trajectory(molecule, start: np.ndarray, temperature: float, index: int, cal
     atoms = ase.Atoms(molecule.numbers, start.copy())
     atoms.calc = calculator
     rng = np.random.RandomState(seed)
-    _thermalize(atoms, temperature, rng)
+    thermalize(atoms, temperature, rng)
     Stationary(atoms)
     ZeroRotation(atoms)
     atoms.set_constraint(FixCom())  # ASE's advice over Langevin's fixcm (which skews small molecules' NVT)
@@ -144,15 +145,3 @@ def _trajectory(molecule, start: np.ndarray, temperature: float, index: int, cal
         if stop:
             break
     return frames
-
-
-def _thermalize(atoms, temperature: float, rng) -> None:
-    """Maxwell-Boltzmann momenta at `temperature` K (ASE 3.29 renamed the function)."""
-    try:
-        from ase.md.velocitydistribution import thermalize_momenta
-    except ImportError:
-        from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
-
-        MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
-        return
-    thermalize_momenta(atoms, temperature, rng=rng)

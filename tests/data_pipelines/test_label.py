@@ -25,18 +25,21 @@ PLAN = {"seed": 3, "molecules": [
 ]}
 
 
+def _finite_difference_force(level, h: float = 1e-3) -> float:
+    """-dE/dy of water's first hydrogen by central differences, eV/Å."""
+    numbers, x = WATER
+    xp, xm = x.copy(), x.copy()
+    xp[1, 1] += h
+    xm[1, 1] -= h
+    return -(level(numbers, xp).energy - level(numbers, xm).energy) / (2 * h)
+
+
 def test_wb97x_energy_and_forces_are_ev_and_consistent():
     label = wb97x_631gs(*WATER)
     assert label.converged and label.basis == "6-31G*" and "pyscf" in label.program
     assert -2090 < label.energy < -2070  # water, ~ -76.4 Hartree
     # forces are -dE/dx: a finite difference of the energy along one coordinate agrees (eV/Å)
-    numbers, x = WATER
-    h = 1e-3
-    xp, xm = x.copy(), x.copy()
-    xp[1, 1] += h
-    xm[1, 1] -= h
-    fd = -(wb97x_631gs(numbers, xp).energy - wb97x_631gs(numbers, xm).energy) / (2 * h)
-    assert label.forces[1][1] == pytest.approx(fd, abs=2e-3)
+    assert label.forces[1][1] == pytest.approx(_finite_difference_force(wb97x_631gs), abs=2e-3)
 
 
 def test_ccsdt_frozen_core_below_hf():
@@ -54,13 +57,7 @@ def test_mp2_frozen_core_energy_and_forces_match_pyscf_and_finite_differences():
     direct = mp.MP2(scf.RHF(mol).run(conv_tol=1e-10), frozen=1).run().e_tot
     assert label.converged and label.details["frozen_orbitals"] == 1 and label.basis == "cc-pVDZ"
     assert label.energy == pytest.approx(direct * HARTREE_TO_EV, abs=1e-6)
-    numbers, x = WATER
-    h = 1e-3
-    xp, xm = x.copy(), x.copy()
-    xp[1, 1] += h
-    xm[1, 1] -= h
-    fd = -(mp2_ccpvdz(numbers, xp).energy - mp2_ccpvdz(numbers, xm).energy) / (2 * h)
-    assert label.forces[1][1] == pytest.approx(fd, abs=2e-3)
+    assert label.forces[1][1] == pytest.approx(_finite_difference_force(mp2_ccpvdz), abs=2e-3)
 
 
 def test_mmff_gradient_is_the_gradient_of_the_energy_on_every_call():

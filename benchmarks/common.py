@@ -137,21 +137,8 @@ def torchani_ani1x(seed: int = 0) -> torch.nn.Module:
     """TorchANI's ANI-1x architecture (`AEVComputer.like_1x()` AEV, `ani1x` element networks,
     cosine cutoff, all-pairs neighbours), as its `ANI1x()` builder assembles it, one member with
     fresh weights (the pretrained ones are not available offline)."""
-    from torchani.arch import Assembler
-    from torchani.utils import SYMBOLS_1X
-
     torch.manual_seed(seed)
-    asm = Assembler(periodic_table_index=True)
-    asm.set_symbols(SYMBOLS_1X)
-    asm.set_global_cutoff_fn("cosine")
-    asm.set_aev_computer(radial="ani1x", angular="ani1x", strategy="pyaev")
-    asm.set_atomic_networks(ctor="ani1x")
-    asm.set_neighborlist("all_pairs")
-    asm.set_gsaes_as_self_energies("wb97x-631gd")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = asm.assemble(1)
-    return model.requires_grad_(True)
+    return _torchani_ani1x_members(1).requires_grad_(True)
 
 
 def ani1x_ensemble() -> torch.nn.Module:

@@ -161,8 +161,9 @@ def ccsdt_ccpvdz(numbers, positions, max_cycle: int = 100, charge: int = 0, mult
 def mp2_ccpvdz(numbers, positions, max_cycle: int = 100, charge: int = 0, multiplicity: int = 1) -> Label:
     """MP2/cc-pVDZ on an RHF reference with frozen core; energy and analytic forces. The rung
     between ωB97X and CCSD(T): ~4-5x cheaper than a CCSD(T) energy at 5 heavy atoms with its forces
-    (measured on the frontier set) and much closer to CCSD(T) than DFT. Canonical (no density fitting), so it is exactly the method its name says. An open
-    shell is UMP2 on a UHF reference (analytic UMP2 gradients)."""
+    (measured on the frontier set) and much closer to CCSD(T) than DFT. Canonical (no density
+    fitting), so it is exactly the method its name says. An open shell is UMP2 on a UHF reference
+    (analytic UMP2 gradients)."""
     from pyscf import mp
 
     start = time.perf_counter()

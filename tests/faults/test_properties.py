@@ -137,16 +137,17 @@ def test_extxyz_round_trip_and_missing_labels_are_named_or_skipped(structures, d
     fid = "wb97x_631gs"
     unlabelled = {i for i, s in enumerate(structures) if fid not in s.energies}
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random energies may look like another unit
+        # Random energies may look like hartree (-42 eV on one N atom does); the unit is declared, as a user would.
+        warnings.simplefilter("ignore")
         path = Path(tmp) / "mine.xyz"
         write_extxyz(path, structures, energy_key="E", forces_key="F", fidelity=fid)
         if unlabelled:
             with pytest.raises(DataError, match=rf"mine.xyz:{min(unlabelled)}: structure has no energy key 'E'"):
-                read_samples(path, "E", fidelity=fid)
+                read_samples(path, "E", fidelity=fid, energy_unit="eV")
         if len(unlabelled) == len(structures):
             return
         skipped: list[str] = []
-        got = read_samples(path, "E", fidelity=fid, on_error="skip", skipped=skipped)
+        got = read_samples(path, "E", fidelity=fid, on_error="skip", skipped=skipped, energy_unit="eV")
     assert [m.split(": ")[0] for m in skipped] == [f"{path}:{i}" for i in sorted(unlabelled)]
     kept = [s for i, s in enumerate(structures) if i not in unlabelled]
     assert [g.source for g in got] == [f"{path}:{i}" for i in range(len(structures)) if i not in unlabelled]

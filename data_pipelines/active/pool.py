@@ -58,12 +58,10 @@ def _from_shards(path: Path, split: str | None) -> list[Sample]:
 
 
 def _from_labeller(path: Path, split: str | None) -> list[Sample]:
+    from foundation.pipelines.label.export import labels_by_structure
     from foundation.pipelines.label.store import read_records
 
-    labels: dict[str, dict] = {}
-    for r in read_records(path / "labels.jsonl"):
-        if r["status"] == "ok":
-            labels.setdefault(r["id"], {})[r["fidelity"]] = r
+    labels = labels_by_structure(read_records(path / "labels.jsonl"))
     out = []
     for s in read_structures_file(path):
         if split and s.split != split:

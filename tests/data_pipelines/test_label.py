@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from foundation.pipelines.label.conformers import bonds, embed, md_conformers, mmff_gradient, mmff_hessian, sample_conformers
-from foundation.pipelines.label.export import load_samples
-from foundation.pipelines.label.levels import LEVELS, ccsdt_ccpvdz, mp2_ccpvdz, wb97x_631gs
+from foundation.pipelines.label.export import labels_by_structure, level_metadata, load_samples
+from foundation.pipelines.label.levels import LEVELS, ccsdt_ccpvdz, mp2_ccpvdz, mp2_ccpvdz_ri, wb97x_631gs
 from foundation.pipelines.label.run import run_labelling
 from foundation.pipelines.label.store import LabelStore, read_records
 from foundation.units import HARTREE_TO_EV
@@ -58,6 +58,29 @@ def test_mp2_frozen_core_energy_and_forces_match_pyscf_and_finite_differences():
     assert label.converged and label.details["frozen_orbitals"] == 1 and label.basis == "cc-pVDZ"
     assert label.energy == pytest.approx(direct * HARTREE_TO_EV, abs=1e-6)
     assert label.forces[1][1] == pytest.approx(_finite_difference_force(mp2_ccpvdz), abs=2e-3)
+
+
+def test_ri_mp2_moves_relative_energies_by_far_less_than_its_fidelity_allows():
+    numbers, x = WATER
+    bent = x.copy()
+    bent[1] += [0.0, 0.05, 0.08]
+    ri = [mp2_ccpvdz_ri(numbers, g) for g in (x, bent)]
+    exact = [mp2_ccpvdz(numbers, g).energy for g in (x, bent)]
+    assert all(r.converged and r.forces is None and r.method.startswith("RI-MP2") for r in ri)
+    moved = (ri[1].energy - ri[0].energy) - (exact[1] - exact[0])
+    assert abs(moved) * 23.0605 < 0.05  # kcal/mol, the fidelity's promise
+    assert abs(ri[0].energy - exact[0]) < 0.01  # eV: the same method, fitted integrals
+
+
+def test_two_levels_of_one_fidelity_become_one_label_the_one_with_forces_first(tmp_path):
+    canonical = {"id": "a", "fidelity": "mp2_ccpvdz", "status": "ok", "energy": -1.0, "forces": [[0, 0, 0]],
+                 "method": "MP2 (RHF, frozen core)", "basis": "cc-pVDZ", "program": "pyscf"}
+    ri = canonical | {"fidelity": "mp2_ccpvdz_ri", "energy": -1.001, "forces": None, "method": "RI-MP2 (DF-RHF, frozen core)"}
+    only_ri = ri | {"id": "b"}
+    got = labels_by_structure([ri, canonical, only_ri])
+    assert got["a"] == {"mp2_ccpvdz": canonical} and got["b"] == {"mp2_ccpvdz": only_ri}
+    (tmp_path / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (canonical, only_ri)))
+    assert level_metadata(tmp_path)["mp2_ccpvdz"]["method"] == "MP2 (RHF, frozen core); RI-MP2 (DF-RHF, frozen core)"
 
 
 def test_mmff_gradient_is_the_gradient_of_the_energy_on_every_call():
@@ -163,3 +186,4 @@ def test_levels_are_named_fidelities():
     assert set(LEVELS) >= {"wb97x_631gs", "ccsdt_ccpvdz", "mp2_ccpvdz"}
     assert LEVELS["wb97x_631gs"].has_forces and not LEVELS["ccsdt_ccpvdz"].has_forces
     assert LEVELS["mp2_ccpvdz"].has_forces
+    assert LEVELS["mp2_ccpvdz_ri"].fidelity == "mp2_ccpvdz" and not LEVELS["mp2_ccpvdz_ri"].has_forces

@@ -26,7 +26,7 @@ def test_the_larger_enumeration_keeps_the_small_one():
 
 def test_structures_are_the_committees_picks_round_robin():
     lines = [json.loads(x) for x in (select.HERE / "labels" / "structures.jsonl").read_text().splitlines()]
-    assert len(lines) >= 3000 and all(r["levels"] == ["mp2_ccpvdz"] for r in lines)
+    assert len(lines) >= 3000 and all(r["levels"] == ["mp2_ccpvdz_ri"] for r in lines)
     per_molecule = collections.Counter(r["molecule"] for r in lines)
     assert len(per_molecule) >= 300 and set(per_molecule.values()) == {10}
     first_round = [r["molecule"] for r in lines[: len(per_molecule)]]
@@ -36,3 +36,29 @@ def test_structures_are_the_committees_picks_round_robin():
     assert record["picks"] == select.most_disagreed(np.array(record["spread_ev_per_atom"]), 10)
     for r in lines[:40]:
         assert len(bonds(np.array(r["numbers"]), np.array(r["positions"]))) >= len(r["numbers"]) - 1
+
+
+def test_every_cc_structure_gets_an_mp2_partner_once_and_its_labels_stay(tmp_path):
+    from foundation.pipelines.label.structures import Structure, read_structures, write_structures
+    from foundation.pipelines.mp2_set.partners import add_partners
+
+    def s(i, levels):
+        return Structure(id=f"m/{i}", molecule="m", numbers=np.array([8, 1, 1]), positions=np.eye(3),
+                         sampling="given", split="train", levels=levels)
+
+    write_structures(tmp_path, [s(0, ["wb97x_631gs"]), s(1, ["wb97x_631gs", "ccsdt_ccpvdz"])])
+    (tmp_path / "labels.jsonl").write_text('{"id": "m/1", "fidelity": "ccsdt_ccpvdz", "status": "ok"}\n')
+    assert add_partners(tmp_path) == 1 and add_partners(tmp_path) == 0
+    got = read_structures(tmp_path)
+    assert [x.levels for x in got] == [["wb97x_631gs"], ["wb97x_631gs", "ccsdt_ccpvdz", "mp2_ccpvdz_ri"]]
+    np.testing.assert_array_equal(got[1].positions, np.eye(3))
+    assert "m/1" in (tmp_path / "labels.jsonl").read_text()
+
+
+def test_the_shipped_cc_structures_plan_their_mp2_partners():
+    from foundation.pipelines.label.structures import read_structures
+    from foundation.pipelines.mp2_set.partners import FOLDERS
+
+    for folder in FOLDERS:
+        cc = [s for s in read_structures(folder) if "ccsdt_ccpvdz" in s.levels]
+        assert cc and all("mp2_ccpvdz_ri" in s.levels for s in cc)

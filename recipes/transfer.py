@@ -46,7 +46,35 @@ def has_relative_energies(samples: Sequence) -> bool:
 
 
 def run_name(recipe: str, seed: int) -> str:
-    return f"choose_{recipe}" if seed == 0 else f"choose_{recipe}_seed{seed}"
+    name = "choose_" + recipe.replace(">", "-then-")
+    return name if seed == 0 else f"{name}_seed{seed}"
+
+
+def stages(candidate: str) -> list[str]:
+    """The recipes of a candidate, in the order they are trained (one, or a `first>then` chain)."""
+    parts = candidate.split(">")
+    if len(parts) > 2 or not all(parts):
+        from foundation.errors import UserError
+
+        raise UserError(f"--recipes: {candidate!r}: a candidate is a recipe or a chain of two, first>then")
+    return parts
+
+
+# How the second stage of a chain is told which head to start from: the head the first stage added.
+_START_HEAD = {"delta": "delta.base_head"}
+
+
+def start_head_override(recipe: str, start, source) -> list[str]:
+    """The override that makes `recipe` start from the head `start` (a model file) has that its
+    own start `source` lacks."""
+    from foundation.loading import load_model
+
+    added = [h for h in load_model(str(start)).heads if h not in load_model(str(source)).heads]
+    if len(added) != 1:
+        from foundation.errors import UserError
+
+        raise UserError(f"{start}: a chain's first stage must add one head to {source} (added: {added or 'none'})")
+    return [f"{_START_HEAD.get(recipe, 'trainer.new_head_from')}={added[0]}"]
 
 
 def mean_scores(per_seed: list[dict]) -> dict:
@@ -66,10 +94,7 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
             quiet: bool = True, seeds: int = 1, splits: Sequence[str] = SPLITS) -> dict[str, dict]:
     """{recipe: {"model": seed 0's path, "models", "validation": the seeds' mean metrics on the
     choice split, "splits": {split: mean metrics} for every split with labels, "choice_split"}}."""
-    member = ["trainer.init_member=0"] if is_ensemble(source) else []
-    jobs = [(recipe, str(source), [*overrides, f"name={run_name(recipe, seed)}", f"trainer.seed={seed}", *member])
-            for recipe in recipes for seed in range(seeds)]
-    results = train_all(jobs, quiet)
+    results = _train_candidates(str(source), recipes, overrides, quiet, seeds)
     samples = {split: got for split in splits if has_relative_energies(got := validation_samples(split))}
     if not samples:
         from foundation.errors import UserError
@@ -85,6 +110,28 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
                        "status": runs[0].status, "step": runs[0].step, "validation": by_split[choice_split],
                        "splits": by_split, "choice_split": choice_split}
     return out
+
+
+def _train_candidates(source: str, candidates: Sequence[str], overrides: Sequence[str], quiet: bool,
+                      seeds: int) -> list:
+    """The TrainResult of each candidate and seed (candidate-major): first stages side by side, then
+    the chains' second stages side by side."""
+    member = ["trainer.init_member=0"] if is_ensemble(source) else []
+
+    def job(recipe, start, name, seed, extra=()):
+        return (recipe, start, [*overrides, f"name={name}", f"trainer.seed={seed}", *extra])
+
+    firsts = list(dict.fromkeys(stages(c)[0] for c in candidates))
+    first_jobs = [job(r, source, run_name(r, seed), seed, member) for r in firsts for seed in range(seeds)]
+    first = dict(zip([(r, seed) for r in firsts for seed in range(seeds)], train_all(first_jobs, quiet)))
+    chains = [(c, seed) for c in candidates if len(stages(c)) == 2 for seed in range(seeds)]
+    second_jobs = []
+    for c, seed in chains:
+        begin, then = stages(c)
+        start = first[begin, seed].model_path
+        second_jobs.append(job(then, str(start), run_name(c, seed), seed, start_head_override(then, start, source)))
+    second = dict(zip(chains, train_all(second_jobs, quiet)))
+    return [second.get((c, seed)) or first[c, seed] for c in candidates for seed in range(seeds)]
 
 
 def choose(compared: dict[str, dict], metric: str = METRIC) -> str:
@@ -107,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     recipes = [r for r in args.recipes.split(",") if r]
     run_dir, _, resume = run_folder(None, args.overrides)  # the candidates are <out_dir>/choose_<recipe>
-    folders = [run_dir.parent / run_name(r, seed) for r in recipes for seed in range(args.seeds)]
+    folders = [run_dir.parent / run_name(r, seed) for c in recipes for r in {stages(c)[0], c} for seed in range(args.seeds)]
     rerun = None if resume else Rerun(folders, argv, args.fresh)
     if rerun is not None and rerun.done:
         return 0

@@ -2,6 +2,8 @@
 
     foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels --workers 2
     foundation data label --out data_pipelines/cc_set/labels --workers 2     # the CC set (see cc_set/)
+    foundation data label --out data_pipelines/mp2_set/labels --workers 2    # the MP2 rung (see mp2_set/)
+    foundation data label --out data_pipelines/frontier/labels --workers 2   # frontier_val/frontier_test
     python -m foundation.pipelines.embedded.build
 
 The label commands run for hours (resumable: re-run one to continue); the build turns every
@@ -24,12 +26,15 @@ from foundation.data import write_manifest, write_shards
 from foundation.pipelines.label.export import level_metadata, load_samples
 
 HERE = Path(__file__).parent
-LABELS = (HERE / "labels", HERE.parent / "cc_set" / "labels")
+# The frontier's splits (frontier_val, frontier_test) are named apart from train/val/test, so no
+# training reads them; they ship so an installed wheel can score on them.
+LABELS = tuple(HERE.parent / f / "labels" for f in ("embedded", "cc_set", "mp2_set", "frontier"))
 OUT = HERE.parent.parent / "foundation" / "data" / "embedded"
 SAMPLES_PER_SHARD = 100  # several shards per split, so ranks x workers each get their own
-COMMAND = ("foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels "
-           "--workers 2 && foundation data label --out data_pipelines/cc_set/labels --workers 2 && "
-           "python -m foundation.pipelines.embedded.build")
+COMMAND = " && ".join(
+    ["foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels --workers 2",
+     *(f"foundation data label --out data_pipelines/{f}/labels --workers 2" for f in ("cc_set", "mp2_set", "frontier")),
+     "python -m foundation.pipelines.embedded.build"])
 
 
 def build(labels=LABELS, out: Path = OUT) -> dict:
@@ -59,7 +64,10 @@ def _load(folders) -> tuple[dict, dict, dict, dict]:
             splits.setdefault(split, []).extend(samples)
         for key, n in counts.items():
             stats[key] = stats.get(key, 0) + n
-        metadata = level_metadata(folder) | metadata  # the first folder's record of a level wins
+        for fid, meta in level_metadata(folder).items():  # every method that made a fidelity is named
+            have = metadata.setdefault(fid, dict(meta))
+            known = have["method"].split("; ")
+            have["method"] = "; ".join(known + [m for m in meta["method"].split("; ") if m not in known])
         sources[os.path.relpath(folder, HERE.parent)] = {s: len(v) for s, v in got.items()}
     return splits, stats, metadata, sources
 

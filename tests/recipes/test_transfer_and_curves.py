@@ -35,6 +35,17 @@ def test_seeds_are_averaged_and_a_split_needs_two_conformers_of_a_molecule():
     assert transfer.run_name("finetune", 0) == "choose_finetune" and transfer.run_name("finetune", 2) == "choose_finetune_seed2"
 
 
+def test_a_candidate_is_a_recipe_or_a_chain_of_two():
+    from foundation.errors import UserError
+
+    assert transfer.stages("finetune") == ["finetune"]
+    assert transfer.stages("mp2_transfer>delta") == ["mp2_transfer", "delta"]
+    assert transfer.run_name("mp2_transfer>delta", 1) == "choose_mp2_transfer-then-delta_seed1"
+    for bad in ("a>b>c", ">delta", "mp2_transfer>"):
+        with pytest.raises(UserError, match="a chain of two"):
+            transfer.stages(bad)
+
+
 @pytest.mark.integration  # trainings side by side in worker processes
 def test_compare_trains_each_recipe_with_each_seed_and_chooses_on_the_first_labelled_split(pretrained_ensemble, tiny, runs_dir):
     overrides = [*tiny[:-1], f"out_dir={runs_dir / 'seeds'}", "trainer.max_steps=4"]  # not ship_model's choose_* runs
@@ -44,6 +55,20 @@ def test_compare_trains_each_recipe_with_each_seed_and_chooses_on_the_first_labe
     assert row["choice_split"] == "val" and list(row["splits"]) == ["val"] and len(row["models"]) == 2
     assert len(row["validation"]["per_seed"]) == 2
     assert row["validation"][transfer.METRIC] == pytest.approx(sum(row["validation"]["per_seed"]) / 2)
+
+
+@pytest.mark.integration  # trainings side by side in worker processes
+def test_a_chain_starts_its_second_stage_from_the_head_its_first_added(pretrained_ensemble, tiny, runs_dir):
+    overrides = [*tiny[:-1], f"out_dir={runs_dir / 'chains'}", "trainer.max_steps=3"]
+    compared = transfer.compare(str(pretrained_ensemble), ("mp2_transfer>finetune", "mp2_transfer>delta"),
+                                overrides, seeds=1, splits=("val",))
+    first = load_model(runs_dir / "chains" / "choose_mp2_transfer" / "model.safetensors")
+    assert set(first.heads) == {DFT, "mp2_ccpvdz"}
+    finetuned = load_model(compared["mp2_transfer>finetune"]["model"])
+    assert set(finetuned.heads) >= {"mp2_ccpvdz", CC}
+    delta = load_model(compared["mp2_transfer>delta"]["model"])
+    assert isinstance(delta, DeltaModel) and delta.config.base_head == "mp2_ccpvdz"
+    assert compared["mp2_transfer>delta"]["validation"][transfer.METRIC] > 0
 
 
 def test_subsets_grow_nested_by_structures_and_by_whole_molecules():

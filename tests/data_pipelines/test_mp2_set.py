@@ -26,7 +26,8 @@ def test_the_larger_enumeration_keeps_the_small_one():
 
 def test_structures_are_the_committees_picks_round_robin():
     lines = [json.loads(x) for x in (select.HERE / "labels" / "structures.jsonl").read_text().splitlines()]
-    assert len(lines) >= 3000 and all(r["levels"] == ["mp2_ccpvdz_ri"] for r in lines)
+    picks = set(json.loads((select.HERE / "cc_picks.json").read_text())["structures"])
+    assert len(lines) >= 3000 and all(r["levels"] == ["mp2_ccpvdz_ri"] + ["ccsdt_ccpvdz"] * (r["id"] in picks) for r in lines)
     per_molecule = collections.Counter(r["molecule"] for r in lines)
     assert len(per_molecule) >= 300 and set(per_molecule.values()) == {10}
     first_round = [r["molecule"] for r in lines[: len(per_molecule)]]
@@ -62,3 +63,24 @@ def test_the_shipped_cc_structures_plan_their_mp2_partners():
     for folder in FOLDERS:
         cc = [s for s in read_structures(folder) if "ccsdt_ccpvdz" in s.levels]
         assert cc and all("mp2_ccpvdz_ri" in s.levels for s in cc)
+
+
+def test_cc_picks_cover_families_first_then_the_committees_doubt_at_5_to_7_heavy_atoms():
+    from foundation.pipelines.mp2_set.cc_picks import choose_molecules
+
+    mols = [{"name": n, "heavy_atoms": h, "families": f} for n, h, f in
+            [("a", 5, ["ester"]), ("b", 6, ["ester"]), ("c", 7, ["amine"]), ("d", 4, ["nitrile"]), ("e", 8, ["diol"])]]
+    spread = {"a": 0.1, "b": 0.3, "c": 0.2, "d": 0.9, "e": 0.9}
+    assert [m["name"] for m in choose_molecules(mols, spread, 2)] == ["b", "c"]  # one ester (the doubted one), the amine
+    assert [m["name"] for m in choose_molecules(mols, spread, 3)] == ["b", "c", "a"]
+
+
+def test_the_shipped_cc_picks_are_frontier_sized_committee_picks_of_30_molecules():
+    summary = json.loads((select.HERE / "cc_picks.json").read_text())
+    selection = {r["name"]: r for r in json.loads((select.HERE / "selection.json").read_text())["molecules"]}
+    heavy = {m["name"]: m["heavy_atoms"] for m in json.loads((molecules.HERE / "molecules.json").read_text())["molecules"]}
+    assert len(summary["molecules"]) >= 30 and len(summary["structures"]) >= 100
+    assert all(5 <= heavy[m] <= 7 for m in summary["molecules"])
+    for sid in summary["structures"]:
+        name, conf = sid.rsplit("/", 1)
+        assert int(conf) in selection[name]["picks"][:3]

@@ -52,6 +52,10 @@ class ModelConfig:
         if not self.heads or len(set(self.heads)) != len(self.heads):
             raise UserError(f"model heads must be a non-empty list without repeats, got {self.heads}")
 
+    def output_heads(self) -> list[str]:
+        """The heads a model of this config answers (a Δ model also passes its base head through)."""
+        return list(self.heads)
+
     def build(self) -> "PotentialModel":
         raise NotImplementedError
 

@@ -68,6 +68,9 @@ class DeltaConfig(ModelConfig):
         self.delta = _normalised({**delta, "elements": list(self.elements), "heads": list(self.heads)}, "delta")
         self.base = base
 
+    def output_heads(self) -> list[str]:
+        return self.heads + ([self.base_head] if self.keep_base_head else [])
+
     def build(self) -> "DeltaModel":
         return DeltaModel(self)
 

@@ -37,9 +37,10 @@ class RoutedConfig(ModelConfig):
     def __post_init__(self):
         if not self.parts or not self.routes:
             raise UserError("routed config: needs parts (model configs) and routes {head: part index}")
-        self.parts = [dataclasses.asdict(p if isinstance(p, ModelConfig) else model_config(p)) for p in self.parts]
+        configs = [p if isinstance(p, ModelConfig) else model_config(p) for p in self.parts]
+        self.parts = [dataclasses.asdict(c) for c in configs]
         for head, k in self.routes.items():
-            if not 0 <= int(k) < len(self.parts) or head not in self.parts[int(k)]["heads"]:
+            if not 0 <= int(k) < len(self.parts) or head not in configs[int(k)].output_heads():
                 raise UserError(f"routed config: head {head!r} routed to part {k}, which has no such head")
         self.routes = {h: int(k) for h, k in self.routes.items()}
         self.heads = list(self.routes)

@@ -102,9 +102,10 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     hub = tmp_path / "hub"
     hub.mkdir()
     (hub / "registry.json").write_text(json.dumps({"format_version": 1, "models": {}}))
-    monkeypatch.setattr(transfer, "CANDIDATES", ("finetune", "delta"))
     monkeypatch.setattr(ship_model, "SEEDS", 1)  # seeds are tested on transfer.compare itself
-    path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble))
+    # a chain: both stages member by member, the CC head a Δ on the MP2 head, the DFT head the start's
+    path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble),
+                                                recipes=("mp2_transfer>delta",))
     assert choice["recipe"] == min(choice["validation_member0"], key=choice["validation_member0"].get)
     first = ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)
     assert [list(first[split]) for split in ("val", "test")] == [["new"], ["new"]]
@@ -118,10 +119,8 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     assert registry["sha256"] == entry["sha256"] and registry["default_head"] == CC and "MIT" in registry["license"]
     model = load_model(hub / "weights" / "ani-1x-ccsdt.safetensors")
     assert isinstance(model, EnsembleModel) and len(model.members) == 2 and CC in model.heads
-    if choice["recipe"] == "delta":  # the DFT head is the start's, unchanged
-        assert isinstance(model.members[0], DeltaModel) and DFT in model.heads
-    else:  # the DFT head routed to the start's members, untouched
-        assert isinstance(model.members[0], RoutedModel) and choice["start_head_kept"] == DFT
+    assert isinstance(model.members[0], RoutedModel) and choice["start_head_kept"] == DFT
+    assert isinstance(model.members[0].parts[1], DeltaModel) and set(model.heads) == {DFT, "mp2_ccpvdz", CC}
     start = load_model(pretrained_ensemble)
     batch = collate(embedded_samples("test", CC)[:4]).to("cpu", model.dtype)
     # The start's members, untouched; the ensemble of routed members sums them one by one where the
@@ -130,13 +129,41 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
 
 
 def test_a_remade_model_replaces_the_installed_one_only_if_it_is_not_worse_on_validation():
-    def compared(new, replaced):
-        return {"val": {"new": {"relative_energy_rmse_kcal_mol": new}, "replaced": {"relative_energy_rmse_kcal_mol": replaced}},
-                "test": {"new": {"relative_energy_rmse_kcal_mol": 0.1}, "replaced": {"relative_energy_rmse_kcal_mol": 9.0}}}
+    def pair(new, replaced):
+        return {"new": {"relative_energy_rmse_kcal_mol": new}, "replaced": {"relative_energy_rmse_kcal_mol": replaced}}
+
+    def compared(new, replaced, frontier=None):
+        out = {"val": pair(new, replaced), "test": pair(0.1, 9.0), "frontier_test": pair(0.1, 9.0)}
+        return out | ({"frontier_val": pair(*frontier)} if frontier else {})
 
     assert ship_model.keeps_installed(compared(1.83, 1.80))  # validation decides; test (report only) does not
     assert not ship_model.keeps_installed(compared(1.80, 1.83))
     assert not ship_model.keeps_installed(compared(1.80, 1.80))
+    # with frontier labels: better (or equal) there, and no more than the tolerance worse on the small ones
+    assert not ship_model.keeps_installed(compared(1.84, 1.80, frontier=(0.45, 0.52)))
+    assert ship_model.keeps_installed(compared(1.90, 1.80, frontier=(0.45, 0.52)))  # lost on the small ones
+    assert ship_model.keeps_installed(compared(1.70, 1.80, frontier=(0.53, 0.52)))  # lost on the frontier
+
+
+def test_a_remade_model_is_the_next_version_and_says_what_changed(tmp_path, pretrained_ensemble):
+    hub = tmp_path / "hub"
+    (hub / "weights").mkdir(parents=True)
+    (hub / "registry.json").write_text(json.dumps({"format_version": 1, "models": {}}))
+    first = ship_model.install(pretrained_ensemble, "ani-1x-ccsdt", hub)
+    assert first["version"] == 1 and "changes" not in first
+    assert ship_model.install(pretrained_ensemble, "ani-1x-ccsdt", hub)["version"] == 1  # the same file again
+    other = tmp_path / "other.safetensors"
+    choice = {"recipe": "mp2_transfer>delta", "start": "ani-1x", "choice_split": "frontier_val",
+              "compared": {"frontier_val": {"new": {"relative_energy_rmse_kcal_mol": 0.41},
+                                            "replaced": {"relative_energy_rmse_kcal_mol": 0.52}}}}
+    from foundation.hub.format import save_model
+    model = load_model(pretrained_ensemble)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)
+    second = ship_model.install(save_model(model, other), "ani-1x-ccsdt", hub, ship_model.describe_change(choice))
+    assert second["version"] == 2
+    assert second["changes"] == ("recipe mp2_transfer>delta from ani-1x, chosen on frontier_val; "
+                                 "frontier_val rel. E RMSE 0.41 (was 0.52) kcal/mol")
 
 
 def test_keep_start_head_routes_the_dft_head_to_the_start_members(pretrained_ensemble, tmp_path):

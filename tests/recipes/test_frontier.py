@@ -20,7 +20,9 @@ def test_exact_method_rows_are_the_labels_scored_against_cc():
                                                      np.array([s.energies[CC] for s in samples]),
                                                      [s.molecule for s in samples])
     assert frontier.summarise(rows)["relative_energy_rmse_kcal_mol"] == pytest.approx(expected)
-    assert frontier.method_rows(samples, "mp2_ccpvdz") == []  # the embedded set has no MP2 labels
+    mp2 = frontier.method_rows(samples, "mp2_ccpvdz")  # the RI-MP2 partners of the CC structures
+    assert len(mp2) == len(samples) and frontier.summarise(mp2)["relative_energy_rmse_kcal_mol"] < expected
+    assert frontier.method_rows(samples, "no_such_fidelity") == []
 
 
 def test_table_by_heavy_atoms_and_cli(tmp_path, capsys):

@@ -35,7 +35,10 @@ def evaluate_models(models: dict[str, str | os.PathLike], samples: Sequence[Samp
     for label, path in models.items():
         model = load_model(path).eval()
         use = fidelity if fidelity in model.heads else (head or model.default_head)
-        metrics = evaluate(model, samples, head=use, fidelity=fidelity, include_forces=False)
+        # within each named molecule: what the frontier tables report (butanal and tetrahydrofuran
+        # are one formula; the embedded validation and test sets have no such pair, so there it is
+        # the per-formula number every earlier table shows)
+        metrics = evaluate(model, samples, head=use, fidelity=fidelity, include_forces=False, relative_within="molecule")
         forces = _forces_vs_dft(model, samples, use)
         results[label] = metrics | forces | {"head": use}
     return results

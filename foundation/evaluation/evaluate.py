@@ -24,16 +24,26 @@ from foundation.models.states import check_samples
 from foundation.evaluation import metrics
 
 
+def _groups(samples: Sequence[Sample], formulas: list[str], within: str) -> list[str]:
+    if within == "formula":
+        return formulas
+    if within != "molecule":
+        raise ValueError(f"relative_within={within!r}: 'formula' or 'molecule'")
+    return [f"molecule:{s.molecule}" if s.molecule else f for s, f in zip(samples, formulas)]
+
+
 def evaluate(model: torch.nn.Module, samples: Sequence[Sample], head: str | None = None,
              fidelity: str | None = None, batch_atoms: int = 1024,
-             include_forces: bool = True) -> dict[str, Any]:
+             include_forces: bool = True, relative_within: str = "formula") -> dict[str, Any]:
     """Run `model`'s `head` on `samples` and compare with their `fidelity` labels.
 
     `head` may be omitted when the model has one head or one named like the labels; `fidelity`
     (which label set of the samples) defaults to `head` when the samples carry it, else to their
     only one. Returns n_structures, energy_mae_ev_per_atom, energy_mae_kcal_mol,
-    energy_rmse_kcal_mol, relative_energy_rmse_kcal_mol (per formula; NaN without two structures
-    of one formula) and, when forces are labelled, n_force_structures, forces_mae_ev_per_a,
+    energy_rmse_kcal_mol, relative_energy_rmse_kcal_mol (each group's mean removed, the groups the
+    `relative_within` "formula" (conformers and isomers together) or "molecule" (each named molecule
+    alone, as the frontier tables count it; a structure without a name falls back to its formula);
+    NaN without two structures of one group) and, when forces are labelled, n_force_structures, forces_mae_ev_per_a,
     forces_rmse_ev_per_a; plus `structures`, one dict per structure with source, molecule,
     formula, n_atoms, energy_ref_ev, energy_pred_ev and (if `include_forces`) forces lists.
     """
@@ -52,7 +62,8 @@ def evaluate(model: torch.nn.Module, samples: Sequence[Sample], head: str | None
         "energy_mae_ev_per_atom": metrics.energy_mae_per_atom(energy_pred, energy_ref, n_atoms),
         "energy_mae_kcal_mol": metrics.energy_mae_kcal_mol(energy_pred, energy_ref),
         "energy_rmse_kcal_mol": metrics.energy_rmse_kcal_mol(energy_pred, energy_ref),
-        "relative_energy_rmse_kcal_mol": metrics.relative_energy_rmse_kcal_mol(energy_pred, energy_ref, formulas),
+        "relative_energy_rmse_kcal_mol": metrics.relative_energy_rmse_kcal_mol(
+            energy_pred, energy_ref, _groups(labelled, formulas, relative_within)),
     }
     has_forces = [fidelity in s.forces for s in labelled]
     if with_forces:

@@ -64,6 +64,27 @@ def test_known_errors_come_out(make_samples):
     assert result["forces_mae_ev_per_a"] == pytest.approx(0.5 * np.abs(ref).mean())
 
 
+def test_relative_energies_within_each_formula_or_each_named_molecule(make_samples):
+    import dataclasses
+
+    a = [dataclasses.replace(s, molecule="a") for s in make_samples(1, 2)]
+    b = [dataclasses.replace(s, molecule="b", positions=s.positions + 0.5) for s in a]  # an isomer: one formula
+    samples = a + b
+
+    class IsomerOff(LookupModel):  # every conformer energy right, b's isomerisation energy 0.1 eV off
+        def forward(self, batch, head=None, forces=True):
+            out = super().forward(batch, head, forces)
+            x = batch.positions.double().numpy()
+            names = [self.table[x[(batch.batch == k).numpy()].round(4).tobytes()].molecule for k in range(batch.n_structures)]
+            out["energy"] = out["energy"] + torch.tensor([0.1 * (n == "b") for n in names], dtype=torch.float64)
+            return out
+
+    per_molecule = evaluate(IsomerOff(samples), samples, relative_within="molecule")
+    per_formula = evaluate(IsomerOff(samples), samples)
+    assert per_molecule["relative_energy_rmse_kcal_mol"] == pytest.approx(0.0, abs=1e-6)
+    assert per_formula["relative_energy_rmse_kcal_mol"] == pytest.approx(0.05 * EV_TO_KCAL_MOL)
+
+
 def test_energies_only_do_not_ask_for_forces(make_samples):
     samples = make_samples(2, 2, forces=False)
     model = LookupModel(make_samples(2, 2))

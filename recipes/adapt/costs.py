@@ -25,7 +25,9 @@ import numpy as np
 
 REFERENCE_NBF = 72  # ethanol, cc-pVDZ
 # level: (CPU seconds at REFERENCE_NBF, exponent), measured on ethanol/methanol/water (module doc)
-PRIOR = {"ccsdt_ccpvdz": (6.65, 6.0), "mp2_ccpvdz": (3.58, 4.0), "wb97x_631gs": (4.15, 2.0)}
+PRIOR = {"ccsdt_ccpvdz": (6.65, 6.0), "mp2_ccpvdz": (3.58, 4.0), "wb97x_631gs": (4.15, 2.0),
+         # RI-MP2 energies: fitted to the MP2 set's first 1,376 calculations (nbf 61-163, CPU seconds)
+         "mp2_ccpvdz_ri": (0.27, 3.3)}
 UNKNOWN_LEVEL = (5.0, 4.0)  # a level of a plugin: a guess until the run's own calculations correct it
 EXPONENT_RANGE = (1.0, 8.0)
 SPREAD_TO_FIT_EXPONENT = 1.25

@@ -28,12 +28,11 @@ def train_samples(root: Path) -> tuple[list, list]:
     from foundation.data.sample import Sample
     from foundation.recipes.adapt.labelling import records
 
-    structures: dict[str, dict] = {}
-    labels: dict[str, dict[str, dict]] = {}
-    for structure, record in records(root):
-        if record.get("status") == "ok":
-            structures[structure["id"]] = structure
-            labels.setdefault(structure["id"], {})[record["fidelity"]] = record
+    from foundation.pipelines.label.export import labels_by_structure
+
+    pairs = records(root)
+    structures = {s["id"]: s for s, r in pairs if r.get("status") == "ok"}
+    labels = labels_by_structure(r for _, r in pairs)  # by fidelity: an RI-MP2 label is an mp2_ccpvdz one
     train, held = [], []
     for sid, s in structures.items():
         got = labels[sid]

@@ -88,3 +88,21 @@ def test_molecules_come_from_smiles_files_and_structures_and_an_open_shell_struc
     ase.io.write(tmp_path / "radical.xyz", [molecule("CH3")])
     with pytest.raises(UserError, match=r"radical.xyz:0: charge \+0, doublet; adapt labels neutral closed-shell"):
         read_molecules([], str(tmp_path / "radical.xyz"), [1, 6, 7, 8], "start")
+
+
+def test_ri_mp2_labels_train_the_mp2_head_and_are_priced_as_ri(tmp_path):
+    import json
+
+    from foundation.recipes.adapt.tuning import train_samples
+
+    folder = tmp_path / "round1"
+    folder.mkdir()
+    s = {"id": "m/0", "molecule": "m", "numbers": [8, 1, 1], "positions": [[0, 0, 0.12], [0, 0.76, -0.47], [0, -0.76, -0.47]],
+         "sampling": "md", "split": "train", "levels": ["mp2_ccpvdz_ri"]}
+    (folder / "structures.jsonl").write_text(json.dumps(s) + "\n")
+    r = {"id": "m/0", "fidelity": "mp2_ccpvdz_ri", "status": "ok", "energy": -2075.0, "forces": None}
+    (folder / "labels.jsonl").write_text(json.dumps(r) + "\n")
+    train, held = train_samples(tmp_path)
+    assert [t.energies for t in train] == [{MP2: -2075.0}] and held == []
+    prior = CostModel.prior([MP2, "mp2_ccpvdz_ri"])
+    assert prior.seconds("mp2_ccpvdz_ri", 96) < prior.seconds(MP2, 96) / 10  # energies with fitted integrals

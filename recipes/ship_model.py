@@ -50,7 +50,8 @@ ENTRIES = {
         "description": (
             "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC set "
             "(823 CCSD(T) energies of 102 small closed-shell H/C/N/O molecules, up to 6 heavy atoms, covering"
-            " 23 functional-group families); a wB97X head beside the CC head. For conformer and reaction "
+            " 23 functional-group families) and, where the recipe uses it, its MP2 rung (RI-MP2/cc-pVDZ "
+            "energies of 320 molecules of 4-8 heavy atoms); a wB97X head beside the CC head. For conformer and reaction "
             "energies of small organics near CC quality; not for charged, open-shell or other-element "
             "systems, nor absolute energies of unseen molecule types"
         ),

@@ -94,7 +94,7 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
             quiet: bool = True, seeds: int = 1, splits: Sequence[str] = SPLITS) -> dict[str, dict]:
     """{recipe: {"model": seed 0's path, "models", "validation": the seeds' mean metrics on the
     choice split, "splits": {split: mean metrics} for every split with labels, "choice_split"}}."""
-    results = _train_candidates(str(source), recipes, overrides, quiet, seeds)
+    results = train_candidates(str(source), recipes, overrides, quiet, seeds)
     samples = {split: got for split in splits if has_relative_energies(got := validation_samples(split))}
     if not samples:
         from foundation.errors import UserError
@@ -112,7 +112,7 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
     return out
 
 
-def _train_candidates(source: str, candidates: Sequence[str], overrides: Sequence[str], quiet: bool,
+def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence[str], quiet: bool,
                       seeds: int) -> list:
     """The TrainResult of each candidate and seed (candidate-major): first stages side by side, then
     the chains' second stages side by side."""

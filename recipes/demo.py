@@ -53,6 +53,7 @@ def stage(title: str) -> float:
 
 def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> dict:
     from foundation.recipes import ensemble, learning_curve, transfer
+    from foundation.recipes.frontier import format_table, frontier_table
 
     base = [f"out_dir={out}", "logger.progress_bar=false"] + (["trainer.max_steps=300"] if fast else [])
     mace = installed()  # the optional extra
@@ -106,13 +107,18 @@ def run(out: Path, fast: bool = False, curve: bool = True, members: int = 4) -> 
         rows = learning_curve.learning_curve(starts, out / "curve", overrides=base[2:])
         print(f"   done in {time.perf_counter() - t:.0f} s", flush=True)
 
-    stage("5/5 evaluate on the held-out CC test molecules")
+    stage("5/5 evaluate on the held-out CC test molecules, and on the frontier's (5-7 heavy atoms)")
     results = evaluate_models(models, embedded_samples("test", CC), CC)
+    frontier = format_table(frontier_table({"ANI-1x": START, "ani-1x-ccsdt": "ani-1x-ccsdt",
+                                            f"{chosen} ensemble x{members}": ens["path"]}, "frontier_test"))
     report = write_report(results, out / "report", rows, per_molecule_of=ensemble_label,
                           notes=f"Made by `python -m foundation.recipes.demo` in {time.perf_counter() - started:.0f} s; "
-                                f"transfer recipe chosen on the validation molecules: {chosen}.")
+                                f"transfer recipe chosen on the validation molecules: {chosen}.\n\n"
+                                f"Frontier test molecules, none in any training split:\n\n```\n{frontier}\n```")
     print()
     print(markdown_table(results))
+    print()
+    print(frontier)
     print(f"\nreport: {report}  (total {time.perf_counter() - started:.0f} s)")
     return results
 

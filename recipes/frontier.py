@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +84,16 @@ def _rmse(rows: list[dict[str, Any]]) -> float:
                                                  [r["molecule"] for r in rows])
 
 
-def frontier_table(models: Sequence[str], split: str, labels: Path | None = None) -> dict[str, Any]:
+def frontier_table(models: Sequence[str] | Mapping[str, str], split: str, labels: Path | None = None) -> dict[str, Any]:
+    """Rows of the exact methods and of each model (a name or file; a mapping gives each row its label)."""
     samples = frontier_samples(split, labels)
     if not samples:
         from foundation.errors import UserError
 
         raise UserError(f"no CCSD(T)-labelled structure of split {split!r} in {labels or LABELS}")
     rows = {name: summarise(method_rows(samples, fid)) for name, fid in EXACT.items()}
-    rows |= {name: summarise(model_rows(name, samples)) for name in models}
+    named = models if isinstance(models, Mapping) else {name: name for name in models}
+    rows |= {label: summarise(model_rows(str(model), samples)) for label, model in named.items()}
     return {"split": split, "reference": CC, "rows": rows}
 
 

@@ -89,7 +89,8 @@ def run_info(args) -> int:
             "name": entry.name, "description": entry.description, "url": entry.url, "sha256": entry.sha256,
             "size": entry.size, "fidelities": list(entry.fidelities), "default_head": entry.default_head,
             "elements": list(entry.elements), "license": entry.license, "attribution": entry.attribution,
-            "neurochem": entry.neurochem, "registry_file": entry.source}.items()
+            "neurochem": entry.neurochem, "version": entry.version, "changes": entry.changes,
+            "registry_file": entry.source}.items()
             if v not in (None, "", [])}
         path = _local_copy(entry)
     if path is not None:

@@ -18,6 +18,8 @@ Each file is `{"format_version": 1, "models": {NAME: ENTRY}}` with ENTRY:
     elements     symbols, e.g. ["H", "C", "N", "O"]
     license      SPDX identifier
     attribution  who made it, where it comes from (shown by `foundation hub info`)
+    version      counts the files this name has had (a remade model is the next; default 1)
+    changes      what the last version changed, one line
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class RegistryEntry:
     license: str = ""
     attribution: str = ""
     neurochem: str | None = None  # a model of the ANI model zoo (foundation.hub.ani.zoo)
+    version: int = 1
+    changes: str = ""
     source: str = ""  # the registry file that defined it
 
     @property
@@ -123,9 +127,13 @@ def _entry(path: Path, name: str, raw) -> RegistryEntry:
     size = raw.get("size")
     if size is not None and (not isinstance(size, int) or size < 0):
         raise UserError(f"{where}: size must be a number of bytes")
+    version = raw.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{where}: version must be a whole number, 1 or more")
     return RegistryEntry(
         name=name, description=str(raw.get("description", "")), url=url, path=local,
         sha256=sha.lower() if sha else None, size=size,
         fidelities=tuple(raw.get("fidelities", ())), default_head=raw.get("default_head"),
         elements=tuple(raw.get("elements", ())), license=str(raw.get("license", "")),
-        attribution=str(raw.get("attribution", "")), neurochem=zoo, source=str(path))
+        attribution=str(raw.get("attribution", "")), neurochem=zoo, version=version,
+        changes=str(raw.get("changes", "")), source=str(path))

@@ -68,6 +68,12 @@ def test_extra_registry_model_loads_without_network(registry, model_file, monkey
     assert calc.head == "ccsdt_ccpvdz"
 
 
+def test_the_shipped_cc_model_says_its_version_and_what_changed():
+    entry = read_registry_file(PACKAGED)["ani-1x-ccsdt"]
+    assert entry.version >= 2 and entry.changes.startswith("recipe ")
+    assert read_registry_file(PACKAGED)["ani-1x"].version == 1 and not read_registry_file(PACKAGED)["ani-1x"].changes
+
+
 def test_shipped_file_with_the_wrong_hash_is_refused(registry, model_file):
     registry({"tiny": {"path": "zoo/tiny.safetensors", "sha256": SHA}})
     with pytest.raises(CheckpointError, match="does not match its registry sha256"):
@@ -94,6 +100,7 @@ def test_unknown_name_suggests_close_ones():
     ({"description": "nothing to fetch"}, "needs a 'url', a 'path' or a 'neurochem' model"),
     ({"path": "m.safetensors", "colour": "blue"}, r"unknown field\(s\) \['colour'\]"),
     ({"path": "m.safetensors", "size": -1}, "size must be"),
+    ({"path": "m.safetensors", "version": 0}, "version must be a whole number"),
 ])
 def test_malformed_entries_are_named(registry, entry, message):
     path = registry({"bad": entry})

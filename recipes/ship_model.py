@@ -38,7 +38,8 @@ from foundation.recipes.rerun import Rerun, add_fresh_argument
 
 SEEDS = 3  # trainings per candidate recipe; the choice is on their mean (recipes/transfer.py)
 # the transfer candidates and the MP2 rung's couplings (docs/frontier.md)
-RECIPES = ("finetune", "finetune_l2sp", "multihead_mp2", "mp2_transfer>finetune", "mp2_transfer>delta")
+RECIPES = ("finetune", "finetune_l2sp", "multihead_mp2", "mp2_transfer>finetune", "mp2_transfer>finetune_l2sp",
+           "mp2_transfer>delta")
 SPLIT_NAMES = {"frontier_val": "frontier validation molecules (the choice)", "val": "validation molecules (no loss allowed)",
                "frontier_test": "frontier test molecules (report only)", "test": "test molecules (report only)"}
 SMALL_TOLERANCE = 0.05  # kcal/mol: "not losing on the small molecules" within their labels' scatter between seeds

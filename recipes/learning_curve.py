@@ -52,12 +52,17 @@ def shard_set(folder: Path, train: list, val: list, test: list) -> Path:
 
 
 def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axes: Sequence[str] = AXES,
-                   fractions: Sequence[float] = FRACTIONS, seed: int = 0, overrides: Sequence[str] = ()) -> list[dict]:
+                   fractions: Sequence[float] = FRACTIONS, seed: int = 0, overrides: Sequence[str] = (),
+                   split: str = "test") -> list[dict]:
     """Rows {axis, n, n_structures, model, relative_energy_rmse_kcal_mol, energy_rmse_kcal_mol};
     `starts` maps a label to (recipe, model to start from or None). All trainings run side by side
-    (`foundation.recipes.jobs`); the whole training set, the last point of every axis, is trained once."""
+    (`foundation.recipes.jobs`); the whole training set, the last point of every axis, is trained once.
+    Scored on `split`: the embedded test molecules, or the frontier's (`frontier_test`)."""
+    from foundation.recipes.transfer import validation_samples
+
     train_cc = embedded_samples("train", CC)
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)
+    scored = test if split == "test" else validation_samples(split)
     member = {label: ["trainer.init_member=0"] if source and is_ensemble(source) else []
               for label, (_, source) in starts.items()}
     points, jobs, whole_index = [], [], None
@@ -80,7 +85,7 @@ def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axe
     paths = [r.model_path for r in train_all(jobs)]
     rows = []
     for axis, n, n_structures, index in points:
-        scores = evaluate_models({label: paths[k] for label, k in index.items()}, test, CC)
+        scores = evaluate_models({label: paths[k] for label, k in index.items()}, scored, CC)
         rows += [{"axis": axis, "n": n, "n_structures": n_structures, "model": label,
                   "relative_energy_rmse_kcal_mol": m["relative_energy_rmse_kcal_mol"],
                   "energy_rmse_kcal_mol": m["energy_rmse_kcal_mol"]} for label, m in scores.items()]
@@ -131,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="a curve: its label, the recipe, the model it starts from (empty: none)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--axis", action="append", choices=AXES, help="default: both")
+    parser.add_argument("--split", default="test", help="the molecules scored: test (embedded) or frontier_test")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every training")
     add_fresh_argument(parser)
     args = parser.parse_args(argv)
     rerun = Rerun(args.out, argv, args.fresh)  # typed again: the finished result, or a fresh run
     if not rerun.done:
-        rows = learning_curve(dict(map(_start, args.start)), args.out, args.axis or AXES, overrides=args.overrides)
+        rows = learning_curve(dict(map(_start, args.start)), args.out, args.axis or AXES, overrides=args.overrides,
+                              split=args.split)
         write_json(args.out / "learning_curve.json", rows)
         summary = f"plot: {curve_plot(rows, args.out / 'learning_curve.png')}"
         print(summary)

@@ -96,6 +96,20 @@ def test_learning_curve_trains_every_start_at_every_size_on_both_axes(pretrained
     assert learning_curve.curve_plot(rows, runs_dir / "curve.png").stat().st_size > 0
 
 
+@pytest.mark.integration  # trainings in worker processes
+def test_learning_curve_scores_the_frontier_test_molecules_when_asked(pretrained_ensemble, tiny, runs_dir):
+    from foundation.recipes.common import evaluate_models
+    from foundation.recipes.frontier import frontier_samples
+
+    rows = learning_curve.learning_curve({"e": ("finetune", str(pretrained_ensemble))}, runs_dir / "curve_frontier",
+                                         axes=("molecules",), fractions=(1.0,), split="frontier_test",
+                                         overrides=[*tiny[:-1], "trainer.max_steps=3"])
+    (row,) = rows
+    model = runs_dir / "curve_frontier" / f"molecules_{row['n']}_e" / "model.safetensors"
+    expected = evaluate_models({"e": model}, frontier_samples("frontier_test"), CC)["e"]
+    assert row["relative_energy_rmse_kcal_mol"] == pytest.approx(expected["relative_energy_rmse_kcal_mol"])
+
+
 @pytest.mark.integration  # trainings side by side in worker processes
 def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_the_dft_head(
         pretrained_ensemble, tiny, runs_dir, tmp_path, monkeypatch):

@@ -28,7 +28,7 @@ from foundation.data import Sample
 
 from ..label.conformers import sample_conformers
 from ..label.plan import stable_seed
-from ..label.structures import Structure, write_structures
+from ..label.structures import Structure, refuse_if_labelled, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["ccsdt_ccpvdz", "wb97x_631gs"]
@@ -116,11 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=HERE / "labels")
     parser.add_argument("--force", action="store_true", help="rewrite structures.jsonl even if labelling started")
     args = parser.parse_args(argv)
-    if (args.out / "labels.jsonl").exists() and not args.force:
-        from foundation.errors import UserError
-
-        raise UserError(f"{args.out}/labels.jsonl exists: labelling has started on this selection; "
-                        "pass --force to rewrite structures.jsonl (finished labels keep their ids)")
+    if not args.force:
+        refuse_if_labelled(args.out, "pass --force to rewrite structures.jsonl (finished labels keep their ids)")
     print(build(args.model, args.candidates, args.k, args.molecules, args.out))
     return 0
 

@@ -15,11 +15,10 @@ import sys
 from pathlib import Path
 
 from foundation.errors import entry_point
-from foundation.errors import UserError
 
 from ..label.conformers import md_conformers
 from ..label.plan import stable_seed
-from ..label.structures import Structure, write_structures
+from ..label.structures import Structure, refuse_if_labelled, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["ccsdt_ccpvdz", "wb97x_631gs", "mp2_ccpvdz"]
@@ -48,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--molecules", type=Path, default=HERE / "molecules.json")
     parser.add_argument("--out", type=Path, default=HERE / "labels")
     args = parser.parse_args(argv)
-    if (args.out / "labels.jsonl").exists():
-        raise UserError(f"{args.out}/labels.jsonl exists: labelling has started on these structures")
+    refuse_if_labelled(args.out)
     print(f"{build(args.conformers, args.molecules, args.out)} structures -> {args.out}/structures.jsonl")
     return 0
 

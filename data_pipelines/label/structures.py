@@ -50,6 +50,14 @@ def has_structures(folder: str | os.PathLike) -> bool:
     return structures_path(folder).is_file()
 
 
+def refuse_if_labelled(folder: str | os.PathLike, hint: str = "") -> None:
+    """A selection writing `folder/structures.jsonl` again must not pull the geometries from under
+    labels already computed for them: `UserError` (one line, `hint` appended) once labelling began."""
+    labels = Path(folder) / "labels.jsonl"
+    if labels.exists():
+        raise UserError(f"{labels} exists: labelling has started on these structures" + (f"; {hint}" if hint else ""))
+
+
 def record(s: Structure) -> dict:
     """One line of the file, as a dict."""
     out = {"id": s.id, "molecule": s.molecule, "numbers": np.asarray(s.numbers).tolist(),

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from foundation.data import Sample
-from foundation.errors import UserError, entry_point
+from foundation.errors import entry_point
 from foundation.files import write_text_atomic
 from foundation.progress import progress_bar
 
 from ..cc_set.select import candidates, round_robin
-from ..label.structures import Structure, write_structures
+from ..label.structures import Structure, refuse_if_labelled, write_structures
 
 HERE = Path(__file__).parent
 LEVELS = ["mp2_ccpvdz_ri"]  # the mp2_ccpvdz fidelity by RI-MP2: energies, 20-50x cheaper (levels.mp2_ccpvdz_ri)
@@ -68,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--molecules", type=Path, default=HERE / "molecules.json")
     parser.add_argument("--out", type=Path, default=HERE / "labels")
     args = parser.parse_args(argv)
-    if (args.out / "labels.jsonl").exists():
-        raise UserError(f"{args.out}/labels.jsonl exists: labelling has started on this selection")
+    refuse_if_labelled(args.out)
     print(build(args.model, args.candidates, args.k, args.molecules, args.out))
     return 0
 

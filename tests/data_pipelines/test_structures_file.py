@@ -88,3 +88,16 @@ def test_no_other_module_opens_structures_jsonl_itself():
     owner = REPO / "data_pipelines" / "label" / "structures.py"
     sources = [p for d in ("foundation", "data_pipelines", "recipes", "benchmarks") for p in (REPO / d).rglob("*.py")]
     assert sorted(str(p.relative_to(REPO)) for p in sources if p != owner and _names_the_file(p)) == []
+
+
+def test_a_selection_is_refused_once_labelling_has_started_on_its_folder(tmp_path):
+    from foundation.errors import UserError
+    from foundation.pipelines.frontier import build
+    from foundation.pipelines.label.structures import refuse_if_labelled
+
+    refuse_if_labelled(tmp_path)  # nothing labelled: fine
+    (tmp_path / "labels.jsonl").write_text("")
+    with pytest.raises(UserError, match="labels.jsonl exists: labelling has started on these structures; pass --force"):
+        refuse_if_labelled(tmp_path, "pass --force")
+    assert build.main(["--out", str(tmp_path)]) == 2  # one line, exit 2; nothing rewritten
+    assert not (tmp_path / "structures.jsonl").exists()

@@ -62,7 +62,7 @@ def learning_curve(starts: dict[str, tuple[str, str | None]], out_dir: Path, axe
 
     train_cc = embedded_samples("train", CC)
     val, test = embedded_samples("val", CC), embedded_samples("test", CC)
-    scored = test if split == "test" else validation_samples(split)
+    scored = validation_samples(split)
     member = {label: ["trainer.init_member=0"] if source and is_ensemble(source) else []
               for label, (_, source) in starts.items()}
     points, jobs, whole_index = [], [], None

@@ -120,7 +120,9 @@ def transfer_ensemble(members: int, recipe: str, start: str, base: list[str]) ->
     if len(stages) == 1:
         return Path(ensemble.run(members, recipe, [start], [*base, "name=ani-1x-ccsdt"], quiet=True)["path"])
     first = ensemble.run(members, stages[0], [start], [*base, f"name=ani-1x-ccsdt-{stages[0]}"], quiet=True)
-    head = transfer.start_head_override(stages[1], first["members"][0], start)
+    from foundation.loading import load_model
+
+    head = transfer.start_head_override(stages[1], first["members"][0], load_model(start).heads)
     return Path(ensemble.run(members, stages[1], [str(p) for p in first["members"]],
                              [*base, *head, "name=ani-1x-ccsdt"], quiet=True)["path"])
 

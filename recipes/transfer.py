@@ -64,16 +64,17 @@ def stages(candidate: str) -> list[str]:
 _START_HEAD = {"delta": "delta.base_head"}
 
 
-def start_head_override(recipe: str, start, source) -> list[str]:
+def start_head_override(recipe: str, start, source_heads: Sequence[str]) -> list[str]:
     """The override that makes `recipe` start from the head `start` (a model file) has that its
-    own start `source` lacks."""
+    own start, whose heads were `source_heads`, lacks."""
     from foundation.loading import load_model
 
-    added = [h for h in load_model(str(start)).heads if h not in load_model(str(source)).heads]
+    added = [h for h in load_model(str(start)).heads if h not in source_heads]
     if len(added) != 1:
         from foundation.errors import UserError
 
-        raise UserError(f"{start}: a chain's first stage must add one head to {source} (added: {added or 'none'})")
+        raise UserError(f"{start}: a chain's first stage must add one head to {list(source_heads)} "
+                        f"(added: {added or 'none'})")
     return [f"{_START_HEAD.get(recipe, 'trainer.new_head_from')}={added[0]}"]
 
 
@@ -125,11 +126,15 @@ def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence
     first_jobs = [job(r, source, run_name(r, seed), seed, member) for r in firsts for seed in range(seeds)]
     first = dict(zip([(r, seed) for r in firsts for seed in range(seeds)], train_all(first_jobs, quiet)))
     chains = [(c, seed) for c in candidates if len(stages(c)) == 2 for seed in range(seeds)]
+    if chains:
+        from foundation.loading import load_model
+
+        source_heads = list(load_model(source).heads)  # once, not once per chain and seed
     second_jobs = []
     for c, seed in chains:
         begin, then = stages(c)
         start = first[begin, seed].model_path
-        second_jobs.append(job(then, str(start), run_name(c, seed), seed, start_head_override(then, start, source)))
+        second_jobs.append(job(then, str(start), run_name(c, seed), seed, start_head_override(then, start, source_heads)))
     second = dict(zip(chains, train_all(second_jobs, quiet)))
     return [second.get((c, seed)) or first[c, seed] for c in candidates for seed in range(seeds)]
 

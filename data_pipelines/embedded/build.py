@@ -23,7 +23,7 @@ from pathlib import Path
 
 from foundation.errors import entry_point
 from foundation.data import write_manifest, write_shards
-from foundation.pipelines.label.export import level_metadata, load_samples
+from foundation.pipelines.label.export import level_metadata, load_samples, merge_methods
 
 HERE = Path(__file__).parent
 # The frontier's splits (frontier_val, frontier_test) are named apart from train/val/test, so no
@@ -66,8 +66,7 @@ def _load(folders) -> tuple[dict, dict, dict, dict]:
             stats[key] = stats.get(key, 0) + n
         for fid, meta in level_metadata(folder).items():  # every method that made a fidelity is named
             have = metadata.setdefault(fid, dict(meta))
-            known = have["method"].split("; ")
-            have["method"] = "; ".join(known + [m for m in meta["method"].split("; ") if m not in known])
+            have["method"] = merge_methods(have["method"], meta["method"])
         sources[os.path.relpath(folder, HERE.parent)] = {s: len(v) for s, v in got.items()}
     return splits, stats, metadata, sources
 

@@ -60,7 +60,7 @@ def load_samples(label_dir: str | Path) -> tuple[dict[str, list[Sample]], dict]:
 def level_metadata(label_dir: str | Path) -> dict[str, dict]:
     """{fidelity: {method, basis, program}} as recorded by the calculations themselves; a fidelity
     computed restricted and unrestricted (closed and open shells), or by two levels (canonical and
-RI-MP2), names both methods."""
+    RI-MP2), names both methods."""
     meta: dict[str, dict] = {}
     for r in read_records(Path(label_dir) / "labels.jsonl"):
         if r["status"] != "ok":
@@ -68,6 +68,12 @@ RI-MP2), names both methods."""
         fid = fidelity_of(r["fidelity"])
         if fid not in meta:
             meta[fid] = {k: r[k] for k in ("method", "basis", "program")}
-        elif r["method"] not in meta[fid]["method"].split("; "):
-            meta[fid]["method"] += f"; {r['method']}"
+        else:
+            meta[fid]["method"] = merge_methods(meta[fid]["method"], r["method"])
     return meta
+
+
+def merge_methods(have: str, more: str) -> str:
+    """"a; b" and "b; c" -> "a; b; c": every method that made a fidelity, each once, in order."""
+    known = have.split("; ")
+    return "; ".join(known + [m for m in more.split("; ") if m not in known])

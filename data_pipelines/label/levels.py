@@ -121,9 +121,12 @@ def wb97x_631gs(numbers, positions, max_cycle: int = 100, charge: int = 0, multi
     )
 
 
-def _hf_reference(numbers, positions, charge: int, multiplicity: int, max_cycle: int):
-    """The converged-or-not Hartree-Fock reference of the correlated levels, cc-pVDZ: (mf, "R" or "U")."""
+def _hf_reference(numbers, positions, charge: int, multiplicity: int, max_cycle: int, auxbasis: str | None = None):
+    """The converged-or-not Hartree-Fock reference of the correlated levels, cc-pVDZ, density-fitted
+    with `auxbasis` if given: (mf, "R" or "U")."""
     mf, shell = _scf(_molecule(numbers, positions, "cc-pvdz", charge, multiplicity), "HF")
+    if auxbasis is not None:
+        mf = mf.density_fit(auxbasis=auxbasis)
     mf.conv_tol = 1e-10
     mf.max_cycle = max_cycle
     mf.kernel()
@@ -197,11 +200,7 @@ def mp2_ccpvdz_ri(numbers, positions, max_cycle: int = 100, charge: int = 0, mul
     from pyscf.mp import dfmp2_native, dfump2_native
 
     start = time.perf_counter()
-    mf, shell = _scf(_molecule(numbers, positions, "cc-pvdz", charge, multiplicity), "HF")
-    mf = mf.density_fit(auxbasis="cc-pvdz-jkfit")
-    mf.conv_tol = 1e-10
-    mf.max_cycle = max_cycle
-    mf.kernel()
+    mf, shell = _hf_reference(numbers, positions, charge, multiplicity, max_cycle, auxbasis="cc-pvdz-jkfit")
     method = f"RI-{'U' if shell == 'U' else ''}MP2 (DF-{shell}HF, frozen core)"
     if not mf.converged:
         return _reference_failed(method, shell, start)

@@ -176,12 +176,15 @@ class AEV(nn.Module):
             radial = vectors.new_zeros(self.radial.num_feats, n_atoms * kinds)
             radial = radial.index_add_(1, radial_slot, self.radial(distances)).T
 
+        # index_select, not x[index]: the gathers here run over every pair and triplet, and
+        # advanced indexing is several times slower on the CPU
         close = torch.nonzero(distances <= self.angular.cutoff).squeeze(1)
-        close = close[torch.argsort(i[close])]  # triplets need the pairs grouped by centre
-        center = i[close]
+        close = close.index_select(0, torch.argsort(i.index_select(0, close)))  # pairs grouped by centre
+        center = i.index_select(0, close)
         first, second = triplets_from_pairs(center)
-        p, q = close[first], close[second]
-        slot = center[first] * self.num_pairs + self.pair_index[neighbour[p], neighbour[q]]
+        p, q = close.index_select(0, first), close.index_select(0, second)
+        kinds_pq = neighbour.index_select(0, p) * kinds + neighbour.index_select(0, q)
+        slot = center.index_select(0, first) * self.num_pairs + self.pair_index.reshape(-1).index_select(0, kinds_pq)
         num_slots = n_atoms * self.num_pairs
         if native is not None:
             angular = native.angular(vectors, p, q, slot, num_slots)

@@ -13,48 +13,24 @@ does not go through compiled graphs, and compiling each pass alone was slower th
 (Inductor recomputed the per-section powers once per output feature and scattered element-wise).
 
 The model's constants (sizes, eta, zeta, cutoffs) are compiled in, so every loop has a fixed trip
-count. A library is cached per constants, dtype, compiler and CPU under
-`foundation.paths.cache_dir()/kernels` (~1 s to build). Where no compiler works, or with
-FOUNDATION_NATIVE_KERNELS=0, `kernels()` returns None and the AEV runs on torch operations.
+count. Built and cached by `foundation.models.native` (~1 s to build); where no compiler works, or
+with FOUNDATION_NATIVE_KERNELS=0, `kernels()` returns None and the AEV runs on torch operations.
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import logging
-import os
-import platform
-import shutil
-import subprocess
-import tempfile
-import threading
-from importlib import resources
-from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from foundation.paths import cache_dir
+from foundation.models import native
 
-log = logging.getLogger(__name__)
-
-SOURCE = resources.files("foundation.models") / "csrc" / "aev_terms.c"  # package data
-_BASE = ["-O3", "-fPIC", "-shared", "-std=c99"]
-# Fastest first: vector math (glibc libmvec) for exp/cos/sin/pow; then without; then plain.
-_FLAG_SETS = (["-march=native", "-ffast-math", "-fopenmp-simd", "-lmvec", "-lm"],
-              ["-march=native", "-ffast-math", "-fopenmp-simd", "-lm"],
-              ["-lm"])
-_FUNCTIONS = {"radial_forward": 5, "radial_backward": 6, "radial_double": 8,
-              "angular_forward": 8, "angular_backward": 9, "angular_double": 11}
-_libraries: dict[tuple, ctypes.CDLL | None] = {}
-_lock = threading.Lock()
-
-
-def enabled() -> bool:
-    return os.environ.get("FOUNDATION_NATIVE_KERNELS", "1").strip().lower() not in {"0", "false", "no", "off"}
+_SIGNATURES = {name: "i" + "p" * (n - 1) for name, n in
+               {"radial_forward": 5, "radial_backward": 6, "radial_double": 8,
+                "angular_forward": 8, "angular_backward": 9, "angular_double": 11}.items()}
 
 
 class RadialParams(NamedTuple):
@@ -95,24 +71,16 @@ class NativeAEV(NamedTuple):
 def kernels(radial_params: NamedTuple, angular_params: NamedTuple, example: Tensor) -> NativeAEV | None:
     """The C AEV for these params and `example`'s dtype and device; None where it cannot run
     (not the CPU, not float32/64, no working compiler, or disabled)."""
-    if example.device.type != "cpu" or example.dtype not in (torch.float32, torch.float64) or not enabled():
+    if example.device.type != "cpu" or example.dtype not in (torch.float32, torch.float64) or not native.enabled():
         return None
     r, a = radial_params, angular_params
     # The shifts and sections are passed at run time; sizes and scalars are compiled in.
-    key = (example.dtype, len(r.shifts), r.eta, r.k, len(a.shifts), len(a.sections), a.eta, a.zeta, a.k)
-    if key not in _libraries:
-        with _lock:
-            if key not in _libraries:
-                _libraries[key] = _build(_defines(r, a, example.dtype))
-    lib = _libraries[key]
+    lib = native.library("aev_terms.c", "AEV", _defines(r, a, example.dtype), _SIGNATURES)
     return NativeAEV(lib, r, a) if lib is not None else None
 
 
 def _call(lib, name: str, n: int, *tensors: Tensor) -> None:
-    for t in tensors:
-        if not t.is_contiguous() or t.device.type != "cpu":
-            raise ValueError(f"{name}: native AEV kernels take contiguous CPU tensors")
-    getattr(lib, name)(n, *(t.data_ptr() for t in tensors))
+    native.call(lib, name, n, *tensors)
 
 
 class _Sum(torch.autograd.Function):
@@ -158,74 +126,3 @@ def _defines(r: NamedTuple, a: NamedTuple, dtype: torch.dtype) -> dict[str, str]
             "NR": str(len(r.shifts)), "RAD_ETA": repr(float(r.eta)), "RAD_K": repr(float(r.k)),
             "NA": str(len(a.shifts)), "NS": str(len(a.sections)), "ANG_ETA": repr(float(a.eta)),
             "ANG_ZETA": repr(float(a.zeta)), "ANG_K": repr(float(a.k))}
-
-
-def _build(defines: dict[str, str]) -> ctypes.CDLL | None:
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if compiler is None:
-        log.warning("no C compiler found: the AEV runs on torch operations (slower on CPU)")
-        return None
-    try:
-        source = SOURCE.read_text()
-    except OSError as err:
-        log.warning("AEV kernel source missing (%s): the AEV runs on torch operations", err)
-        return None
-    macros = [f"-D{k}={v}" for k, v in sorted(defines.items())]
-    if defines["REAL"] == "float" and "clang" not in Path(compiler).name:
-        macros.append("-fsingle-precision-constant")  # keep float kernels in float arithmetic
-    directory = _cache_dir()
-    for flags in _FLAG_SETS:
-        command = [compiler, *_BASE, *macros, "-x", "c", "-", *flags]
-        digest = hashlib.sha256("\0".join([source, *command, _cpu_id(), "link2"]).encode()).hexdigest()[:20]
-        path = directory / f"aev_terms_{digest}.so"
-        try:
-            if not path.exists():
-                _compile(command, source, path)
-            return _load(path)
-        except (OSError, subprocess.SubprocessError) as err:
-            log.debug("building AEV kernels with %s failed: %s", flags, err)
-    log.warning("could not build the native AEV kernels with %s: the AEV runs on torch operations", compiler)
-    return None
-
-
-def _compile(command: list[str], source: str, path: Path) -> None:
-    """Compile to an object with every flag, then link it *without* -ffast-math: linking with it
-    pulls in crtfastmath.o, which turns off subnormal numbers for the whole process on load."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".so.tmp")
-    os.close(fd)
-    obj = tmp + ".o"
-    libs = [f for f in command if f.startswith("-l")]
-    compile_only = [f for f in command if f != "-shared" and not f.startswith("-l")]
-    try:
-        subprocess.run([*compile_only, "-c", "-o", obj], input=source, text=True, capture_output=True,
-                       check=True, timeout=120)
-        subprocess.run([command[0], "-shared", obj, "-o", tmp, *libs], text=True, capture_output=True,
-                       check=True, timeout=120)
-        os.replace(tmp, path)  # atomic: another process never loads a half-written library
-    finally:
-        for leftover in (tmp, obj):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-
-
-def _load(path: Path) -> ctypes.CDLL:
-    lib = ctypes.CDLL(str(path))
-    for name, n_args in _FUNCTIONS.items():
-        fn = getattr(lib, name)
-        fn.argtypes = [ctypes.c_int64] + [ctypes.c_void_p] * (n_args - 1)
-        fn.restype = None
-    return lib
-
-
-def _cache_dir() -> Path:
-    return cache_dir() / "kernels"
-
-
-def _cpu_id() -> str:
-    """-march=native code runs only on CPUs like this one: key the cache by the CPU's flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("flags", "Features"))), platform.processor())
-    except OSError:
-        return platform.machine() + platform.processor()

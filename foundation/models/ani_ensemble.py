@@ -30,7 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from foundation.data.batch import AtomsBatch
+from foundation.models import mlp_native
 from foundation.models.element_groups import ElementGrouping
+from foundation.models.mlp_native import stacked_networks
 
 
 class ANIEnsemble:
@@ -68,15 +70,21 @@ class ANIEnsemble:
         return self.first.features(batch, positions, species)
 
     def learned(self, features: Tensor, species: Tensor, counts: list[int],
-                per_member: bool = False) -> tuple[Tensor, list[Tensor]]:
+                per_member: bool = False, inference: bool = False) -> tuple[Tensor, list[Tensor]]:
         """(M, N, heads) learned per-atom energies of every member (module dtype, no references),
         and the per-element input blocks. With `per_member`, each block is the features expanded
-        to (M, n, F), so that the gradient with respect to it is each member's own (member forces)."""
+        to (M, n, F), so that the gradient with respect to it is each member's own (member forces).
+        With `inference` (the caller will not differentiate the forces again), eval mode runs the
+        networks with their hand-written backward (`mlp_native`) where its kernels build."""
         grouping = ElementGrouping(species, counts)
         blocks = list(grouping.split(features))
         if per_member:
             blocks = [b.expand(len(self.members), *b.shape) for b in blocks]
-        if self.stacked:
+        lib = self._kernels(features) if inference and self.stacked else None
+        if lib is not None:
+            weights, firsts = self._weights(), self.cache["firsts"]
+            out = [stacked_networks(block, layers, first, lib) for block, layers, first in zip(blocks, weights, firsts)]
+        elif self.stacked:
             weights = self._weights()
             out = [_chain(block, layers, self.first.config.celu_alpha) for block, layers in zip(blocks, weights)]
         else:  # same features, networks of different shapes: one member at a time
@@ -90,6 +98,12 @@ class ANIEnsemble:
         grouping = ElementGrouping(species, counts)
         return torch.cat(list(grads), dim=1).index_select(1, grouping.row)
 
+    def _kernels(self, features: Tensor):
+        """The activation kernels of `mlp_native`, in eval mode on the CPU; else None."""
+        if (self.first.training and torch.is_grad_enabled()) or features.device.type != "cpu":
+            return None
+        return mlp_native.kernels(self.first.config.celu_alpha, features.dtype)
+
     # ---- stacked weights --------------------------------------------------------------------
     def _weights(self) -> list[list[tuple[Tensor, Tensor]]]:
         """Per element, per layer, (weight, bias) of all members as (M, in, out) and (M, 1, out)
@@ -100,7 +114,10 @@ class ANIEnsemble:
         key = tuple((p.data_ptr(), p._version) for p in self.params)
         if self.cache.get("key") != key:
             with torch.no_grad():
-                self.cache.update(key=key, weights=self._stack())
+                weights = self._stack()
+                # the first layer as (M * h0, F), for the one-matmul backward of mlp_native
+                firsts = [layers[0][0].transpose(1, 2).reshape(-1, layers[0][0].shape[1]) for layers in weights]
+                self.cache.update(key=key, weights=weights, firsts=firsts)
         return self.cache["weights"]
 
     def _stack(self) -> list[list[tuple[Tensor, Tensor]]]:

@@ -117,8 +117,8 @@ class EnsembleModel(PotentialModel):
         with torch.enable_grad() if forces or member_forces else contextlib.nullcontext():
             if member_forces:
                 members, each = self._member_energies_and_forces(batch, name, positions)
-            else:
-                members = self._member_energies(batch, [name], positions)[..., 0]
+            else:  # in eval mode the forces below are not differentiated again
+                members = self._member_energies(batch, [name], positions, inference=not self.training)[..., 0]
             per_member = members.new_zeros(len(self.members), batch.n_structures).index_add_(1, batch.batch, members)
             energy = per_member.mean(0)
             correction = 1 if len(self.members) > 1 else 0
@@ -161,20 +161,23 @@ class EnsembleModel(PotentialModel):
             sub.training = self.training  # the parts' own flags are the members' already
         return sub
 
-    def _member_energies(self, batch: AtomsBatch, heads: list[str], positions: Tensor | None) -> Tensor:
-        """(members, N, len(heads)) float64 per-atom energies in eV, reference energies included."""
+    def _member_energies(self, batch: AtomsBatch, heads: list[str], positions: Tensor | None,
+                         inference: bool = False) -> Tensor:
+        """(members, N, len(heads)) float64 per-atom energies in eV, reference energies included.
+        `inference`: their gradient is taken once, never differentiated again (`forward` in eval
+        mode), so the shared networks may use their hand-written backward."""
         for h in heads:
             self.head_index(h)  # a clear error for an unknown head
         routed = self._routed_parts(heads)
         if routed is not None:
-            return routed._member_energies(batch, heads, positions)
+            return routed._member_energies(batch, heads, positions, inference)
         shared = self._shared()
         if shared is None:
             return torch.stack([m.atomic_energies(batch, heads, positions) for m in self.members])
         species, counts = self._species(batch)
         positions = batch.positions if positions is None else positions
         features = shared.features(batch, positions.to(self.dtype), species)
-        learned, _ = shared.learned(features, species, counts)
+        learned, _ = shared.learned(features, species, counts, inference=inference)
         return self._with_references(learned, heads, species)
 
     def _member_energies_and_forces(self, batch: AtomsBatch, head: str, positions: Tensor) -> tuple[Tensor, Tensor]:
@@ -193,7 +196,7 @@ class EnsembleModel(PotentialModel):
             return members, -torch.stack(grads)
         species, counts = self._species(batch)
         features = shared.features(batch, positions.to(self.dtype), species)
-        learned, blocks = shared.learned(features, species, counts, per_member=True)
+        learned, blocks = shared.learned(features, species, counts, per_member=True, inference=True)
         members = self._with_references(learned, [head], species)[..., 0]
         by_block = torch.autograd.grad(members.sum(), blocks, retain_graph=True)
         by_features = shared.block_gradients(by_block, species, counts)  # (M, N, F)

@@ -206,5 +206,5 @@ def triplets_from_pairs(center: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     rank = arange - group_start  # earlier pairs in the group: the partners of this one
     second = torch.repeat_interleave(arange, rank)
     offset = torch.cumsum(rank, 0) - rank
-    first = group_start[second] + torch.arange(second.shape[0], device=center.device) - offset[second]
+    first = (group_start - offset).index_select(0, second) + torch.arange(second.shape[0], device=center.device)
     return first, second

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from foundation.data.batch import collate
-from foundation.models import ANIConfig, aev_native
+from foundation.models import ANIConfig, aev_native, native
 from foundation.models.aev import AEV
 from foundation.models.neighbors import neighbor_pairs, triplets_from_pairs
 from foundation.models.prediction import predict
@@ -111,7 +111,7 @@ def test_force_training_gradients_equal_the_torch_path():
 def test_falls_back_to_torch_without_a_compiler(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv("FOUNDATION_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setattr(aev_native, "_libraries", {})
+    monkeypatch.setattr(native, "_libraries", {})
     aev = AEV.like_1x(ELEMENTS)
     assert aev_native.kernels(aev.radial.params(), aev.angular.params(), torch.zeros(1)) is None
     assert "could not build the native AEV kernels" in caplog.text

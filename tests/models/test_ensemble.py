@@ -83,13 +83,17 @@ def test_shared_evaluation_equals_each_member_whole(dtype, mode):
         ensemble.share = share
         outputs[share] = ensemble(batch, head="ccsdt_ccpvdz", member_forces=True)
     tol = {torch.float64: dict(rtol=1e-12, atol=1e-10), torch.float32: dict(rtol=1e-5, atol=1e-4)}[dtype]
+    # In eval mode the shared networks' backward is mlp_native's exact CELU derivative; torch's own
+    # CELU backward scales by 1 / float32(alpha), 1.5e-8 off in float64 (tests/models/test_mlp_native.py).
+    force_tol = dict(rtol=1e-7, atol=1e-7) if (dtype, mode) == (torch.float64, "eval") else tol
     assert set(outputs[True]) == set(outputs[False]) >= {"member_forces", "atomic_energy_std", "forces"}
     for key, reference in outputs[False].items():
-        torch.testing.assert_close(outputs[True][key].detach(), reference.detach(), **tol, msg=key)
+        torch.testing.assert_close(outputs[True][key].detach(), reference.detach(),
+                                   **(force_tol if "forces" in key else tol), msg=key)
     # ... and the members' own forward passes, one by one
     each = [m(batch, head="ccsdt_ccpvdz") for m in ensemble.members]
     torch.testing.assert_close(outputs[True]["member_forces"].detach(), torch.stack([o["forces"] for o in each]).detach(),
-                               **tol)
+                               **force_tol)
     torch.testing.assert_close(outputs[True]["member_energy"], torch.stack([o["energy"] for o in each]).detach(), **tol)
     atomic = torch.stack([o["atomic_energies"] for o in each]).detach()
     torch.testing.assert_close(outputs[True]["atomic_energy_std"], atomic.std(0), **tol)

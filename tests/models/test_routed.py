@@ -38,7 +38,7 @@ def test_each_head_is_its_part_bit_for_bit_and_survives_the_file(tmp_path):
     batch = collate([random_molecule(np.random.default_rng(k), [1, 6, 7, 8], 7) for k in range(3)]).to("cpu", torch.float64)
     assert torch.equal(model(batch, DFT)["forces"], start(batch, DFT)["forces"])
     assert torch.equal(model(batch, CC)["energy"], tuned(batch, CC)["energy"])
-    ensemble = EnsembleModel.from_members([model, RoutedModel.from_parts(parts(), {CC: 1, DFT: 0})])
+    ensemble = EnsembleModel.from_members([model, RoutedModel.from_parts(parts(), {CC: 1, DFT: 0})]).eval()
     loaded = load_model(save_model(ensemble, tmp_path / "routed.safetensors"))
     assert torch.equal(loaded(batch, DFT)["energy"], ensemble(batch, DFT)["energy"])
     assert loaded.members[0].parts[0].cutoff == start.cutoff
@@ -86,5 +86,7 @@ def test_an_ensemble_of_routed_members_shares_the_work_of_the_asked_heads_part()
         whole = ensemble(batch, head, member_forces=True)
         ensemble.share = True
         for key in ("energy", "forces", "member_forces", "energy_std", "atomic_energy_std"):
-            torch.testing.assert_close(shared[key].detach(), whole[key].detach(), rtol=1e-12, atol=1e-10, msg=key)
+            # forces: the shared path's exact CELU derivative against torch.celu's (tests/models/test_mlp_native.py)
+            tol = 1e-7 if "forces" in key else 1e-12
+            torch.testing.assert_close(shared[key].detach(), whole[key].detach(), rtol=tol, atol=max(tol, 1e-10), msg=key)
     assert ensemble._routed_parts([CC, DFT]) is None  # two parts: each member answers whole

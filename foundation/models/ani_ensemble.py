@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from foundation.data.batch import AtomsBatch
 from foundation.models import mlp_native
 from foundation.models.element_groups import ElementGrouping
-from foundation.models.mlp_native import stacked_networks
+from foundation.models.mlp_native import grouped_networks, stacked_networks
 
 
 class ANIEnsemble:
@@ -76,11 +76,14 @@ class ANIEnsemble:
         to (M, n, F), so that the gradient with respect to it is each member's own (member forces).
         With `inference` (the caller will not differentiate the forces again), eval mode runs the
         networks with their hand-written backward (`mlp_native`) where its kernels build."""
+        lib = self._kernels(features) if inference and self.stacked else None
+        if lib is not None and not per_member:
+            groups = torch.argsort(species, stable=True).split(counts)  # each element's atoms
+            return grouped_networks(features, list(groups), self._networks(lib), lib), []
         grouping = ElementGrouping(species, counts)
         blocks = list(grouping.split(features))
         if per_member:
             blocks = [b.expand(len(self.members), *b.shape) for b in blocks]
-        lib = self._kernels(features) if inference and self.stacked else None
         if lib is not None:
             weights, firsts = self._weights(), self.cache["firsts"]
             out = [stacked_networks(block, layers, first, lib) for block, layers, first in zip(blocks, weights, firsts)]
@@ -104,6 +107,16 @@ class ANIEnsemble:
             return None
         return mlp_native.kernels(self.first.config.celu_alpha, features.dtype)
 
+    def _networks(self, lib) -> list[tuple]:
+        """Per element (stacked layers, first layer as (M * h0, F), NN(0) as (M, 1, heads)) for
+        `mlp_native.grouped_networks`; NN(0) computed once per weights, by the same kernels."""
+        weights, firsts = self._weights(), self.cache["firsts"]
+        if self.cache.get("at_zero") is None:
+            with torch.no_grad():
+                self.cache["at_zero"] = [stacked_networks(layers[0][0].new_zeros(1, layers[0][0].shape[1]), layers,
+                                                          first, lib) for layers, first in zip(weights, firsts)]
+        return list(zip(weights, firsts, self.cache["at_zero"]))
+
     # ---- stacked weights --------------------------------------------------------------------
     def _weights(self) -> list[list[tuple[Tensor, Tensor]]]:
         """Per element, per layer, (weight, bias) of all members as (M, in, out) and (M, 1, out)
@@ -117,7 +130,7 @@ class ANIEnsemble:
                 weights = self._stack()
                 # the first layer as (M * h0, F), for the one-matmul backward of mlp_native
                 firsts = [layers[0][0].transpose(1, 2).reshape(-1, layers[0][0].shape[1]) for layers in weights]
-                self.cache.update(key=key, weights=weights, firsts=firsts)
+                self.cache.update(key=key, weights=weights, firsts=firsts, at_zero=None)
         return self.cache["weights"]
 
     def _stack(self) -> list[list[tuple[Tensor, Tensor]]]:

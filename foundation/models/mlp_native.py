@@ -12,7 +12,8 @@ fixed chain, written out here:
   (`csrc/celu_terms.c`, no exp);
 - the first layer's gradient of all members as one matmul, with the members' gradients side by
   side per atom, written so by the derivative kernel itself (no copy, no sum afterwards);
-- the output layer's backward a batched matmul with the upstream gradient as it comes (any head).
+- the output layer's backward (a few heads wide) fused with the derivative before it, for the
+  upstream gradient as it comes (any heads).
 
 Once differentiable: the forces it gives cannot be differentiated again (training uses autograd,
 `ani_ensemble._chain`). Where the kernels cannot be built it is not used.
@@ -27,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from foundation.models import native
 
 _SIGNATURES = {"celu_forward": "ip", "celu_bias_forward": "iiipp", "celu_backward": "ipp",
-               "celu_backward_by_row": "iiippp"}
+               "celu_backward_by_row": "iiippp", "celu_backward_from_heads": "iiiipppp"}
 
 
 def kernels(alpha: float, dtype: torch.dtype):
@@ -47,43 +48,92 @@ def stacked_networks(x: Tensor, layers: list[tuple[Tensor, Tensor]], first: Tens
     return _StackedNetworks.apply(x, first, lib, *[t for layer in layers for t in layer])
 
 
+def grouped_networks(features: Tensor, groups: list[Tensor], networks: list, lib) -> Tensor:
+    """Every atom's learned energies by all members, (M, N, heads) in atom order, less each
+    element's NN(0): `features` (N, F) shared by the members, `groups` the atoms of each element
+    (index tensors), `networks` per element (layers, first, NN(0) as (M, 1, heads)) as
+    `ani_ensemble` caches them. Each element's rows are gathered straight from the features and
+    their gradients written straight back (no grouped copy with zero rows, no scatter of zeros).
+    Differentiable once, in `features` only."""
+    return _GroupedNetworks.apply(features, groups, networks, lib)
+
+
+def _forward(x: Tensor, layers, lib) -> tuple[Tensor, list[Tensor]]:
+    members = layers[0][0].shape[0]
+    a = x.expand(members, *x.shape) if x.dim() == 2 else x
+    activations = []
+    for w, b in layers[:-1]:
+        a = torch.bmm(a, w)
+        native.call(lib, "celu_bias_forward", *a.shape, a, b.contiguous())
+        activations.append(a)
+    w, b = layers[-1]
+    return torch.baddbmm(b, a, w), activations  # the output layer: a few heads wide
+
+
+def _backward(grad_out: Tensor, weights, activations, first: Tensor, shared: bool, lib) -> Tensor:
+    """d(sum grad_out * out)/dx: (n, F) summed over the members if `shared`, else (M, n, F)."""
+    k = len(weights)
+    g = grad_out.contiguous()
+    for j in range(k - 1, 0, -1):  # g: the gradient with respect to layer j's output
+        y = activations[j - 1]
+        if j == k - 1 and not (j == 1 and shared):  # the output layer's backward + CELU's
+            w = weights[j].contiguous()  # (M, width, heads)
+            t = y.new_empty(y.shape)
+            native.call(lib, "celu_backward_from_heads", *y.shape, w.shape[2], g, w, y, t)
+            g = t
+            continue
+        t = torch.bmm(g, weights[j].transpose(1, 2))
+        if j == 1 and shared:  # by row: (n, M, h0), for the first layer's one matmul
+            members, rows, width = t.shape
+            g = t.new_empty(rows, members, width)
+            native.call(lib, "celu_backward_by_row", members, rows, width, t, y, g)
+        else:
+            native.call(lib, "celu_backward", t.numel(), t, y)
+            g = t
+    if shared and k > 1:
+        return g.view(g.shape[0], -1) @ first
+    grad_x = torch.bmm(g, weights[0].transpose(1, 2))
+    return grad_x.sum(0) if shared else grad_x
+
+
 class _StackedNetworks(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, first, lib, *flat):
         layers = list(zip(flat[0::2], flat[1::2]))
-        members = layers[0][0].shape[0]
-        a = x.expand(members, *x.shape) if x.dim() == 2 else x
-        activations = []
-        for w, b in layers[:-1]:
-            a = torch.bmm(a, w)
-            native.call(lib, "celu_bias_forward", *a.shape, a, b.contiguous())
-            activations.append(a)
-        w, b = layers[-1]
-        a = torch.baddbmm(b, a, w)  # the output layer: a few heads wide
-        ctx.lib, ctx.shared = lib, x.dim() == 2
+        out, activations = _forward(x, layers, lib)
+        ctx.lib, ctx.shared, ctx.k = lib, x.dim() == 2, len(layers)
         ctx.save_for_backward(first, *[w for w, _ in layers], *activations)
-        return a
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        saved = ctx.saved_tensors
-        k = len(saved) // 2  # layers; saved = first, their weights, the k - 1 activations
-        first, weights, activations = saved[0], saved[1:1 + k], saved[1 + k:]
-        g = grad_out.contiguous()
-        for j in range(k - 1, 0, -1):  # g: the gradient with respect to layer j's output
-            t = torch.bmm(g, weights[j].transpose(1, 2))
-            y = activations[j - 1]
-            if j == 1 and ctx.shared:  # by row: (n, M, h0), for the first layer's one matmul
-                members, rows, width = t.shape
-                g = t.new_empty(rows, members, width)
-                native.call(ctx.lib, "celu_backward_by_row", members, rows, width, t, y, g)
-            else:
-                native.call(ctx.lib, "celu_backward", t.numel(), t, y)
-                g = t
-        if ctx.shared and k > 1:
-            grad_x = g.view(g.shape[0], -1) @ first
-        else:
-            grad_x = torch.bmm(g, weights[0].transpose(1, 2))
-            grad_x = grad_x.sum(0) if ctx.shared else grad_x
+        saved, k = ctx.saved_tensors, ctx.k
+        grad_x = _backward(grad_out, saved[1:1 + k], saved[1 + k:], saved[0], ctx.shared, ctx.lib)
         return (grad_x, None, None) + (None,) * (2 * k)
+
+
+class _GroupedNetworks(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, features, groups, networks, lib):
+        members, heads = networks[0][2].shape[0], networks[0][2].shape[2]
+        out = features.new_empty(members, features.shape[0], heads)
+        ctx.saved = []
+        for atoms, (layers, first, at_zero) in zip(groups, networks):
+            if len(atoms) == 0:
+                continue
+            energies, activations = _forward(features.index_select(0, atoms), layers, lib)
+            out.index_copy_(1, atoms, energies.sub_(at_zero))
+            ctx.saved.append((atoms, [w for w, _ in layers], activations, first))
+        ctx.lib, ctx.shape = lib, features.shape
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        grad = grad_out.new_empty(ctx.shape)  # every atom is in exactly one group
+        for atoms, weights, activations, first in ctx.saved:
+            g = _backward(grad_out.index_select(1, atoms), weights, activations, first, True, ctx.lib)
+            grad.index_copy_(0, atoms, g)
+        ctx.saved = None
+        return grad, None, None, None

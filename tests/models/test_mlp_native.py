@@ -82,6 +82,25 @@ def test_stacked_networks_equal_the_autograd_chain_and_its_input_gradient(dtype,
         torch.testing.assert_close(got, want, **tol)
 
 
+def test_grouped_networks_give_each_atom_its_elements_networks_less_nn0_and_the_feature_gradient():
+    lib = _kernels(torch.float64)
+    members = [m.eval() for m in _members(3)]
+    shared = ANIEnsemble.of(members, kind=type(members[0]))
+    species = torch.tensor([2, 0, 0, 2, 1, 0])  # element 3 absent: its networks never run
+    features = torch.randn(len(species), shared._weights()[0][0][0].shape[1], dtype=torch.float64, requires_grad=True)
+    groups = list(torch.argsort(species, stable=True).split(torch.bincount(species, minlength=4).tolist()))
+    out = mlp_native.grouped_networks(features, groups, shared._networks(lib), lib)
+    weights = shared._weights()
+    zero = features.new_zeros(1, features.shape[1])
+    want = torch.stack([(_exact_chain(features[a:a + 1], weights[z]) - _exact_chain(zero, weights[z]))[:, 0]
+                        for a, z in enumerate(species.tolist())], dim=1)
+    torch.testing.assert_close(out, want, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn_like(out)
+    (got,) = torch.autograd.grad(out, features, upstream)
+    (expected,) = torch.autograd.grad(want, features, upstream)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 def test_the_forces_it_gives_cannot_be_differentiated_again():
     lib = _kernels(torch.float64)
     _, weights, firsts = _stacked(torch.float64)
@@ -97,8 +116,8 @@ def test_eval_forces_use_it_train_mode_does_not_and_without_kernels_the_ensemble
     ensemble = EnsembleModel.from_members(_members()).eval()
     batch = _batch()
     calls = []
-    real = mlp_native.stacked_networks
-    monkeypatch.setattr("foundation.models.ani_ensemble.stacked_networks",
+    real = mlp_native.grouped_networks
+    monkeypatch.setattr("foundation.models.ani_ensemble.grouped_networks",
                         lambda *a: calls.append(1) or real(*a))
     fast = ensemble(batch, head="ccsdt_ccpvdz")
     assert calls, "eval-mode forces did not use the hand-written backward"

@@ -49,6 +49,29 @@ void celu_backward(int64_t n, REAL *g, const REAL *y) {
     for (int64_t i = 0; i < n; i++) g[i] *= DERIVATIVE(y[i]);
 }
 
+/* out (members, rows, width) <- (g (members, rows, heads) . w (members, width, heads)) * celu'(x):
+ * the output layer's backward (a few heads wide: as a matmul it is an outer product written out
+ * and read again) and the derivative of the activation before it, in one pass. */
+void celu_backward_from_heads(int64_t members, int64_t rows, int64_t width, int64_t heads, const REAL *g,
+                              const REAL *w, const REAL *y, REAL *out) {
+    for (int64_t m = 0; m < members; m++)
+        for (int64_t r = 0; r < rows; r++) {
+            const REAL *gi = g + (m * rows + r) * heads, *wm = w + m * width * heads, *yi = y + (m * rows + r) * width;
+            REAL *o = out + (m * rows + r) * width;
+            if (heads == 1) {
+                REAL g0 = gi[0];
+#pragma omp simd
+                for (int64_t k = 0; k < width; k++) o[k] = g0 * wm[k] * DERIVATIVE(yi[k]);
+            } else {
+                for (int64_t k = 0; k < width; k++) {
+                    REAL sum = 0;
+                    for (int64_t h = 0; h < heads; h++) sum += gi[h] * wm[k * heads + h];
+                    o[k] = sum * DERIVATIVE(yi[k]);
+                }
+            }
+        }
+}
+
 /* out (rows, members, width) <- g (members, rows, width) * celu'(x): the members' gradients
  * side by side per row, so that the first layer's backward is one matmul over all members. */
 void celu_backward_by_row(int64_t members, int64_t rows, int64_t width, const REAL *g, const REAL *y, REAL *out) {

@@ -62,6 +62,19 @@ def usable_cores(affinity: set[int] | None = None, cpu_max: str | None = None,
     return max(1, cores // max(1, local_processes))
 
 
+def parallel_jobs() -> int:
+    """How many independent trainings to run side by side (one process, one thread each):
+    FOUNDATION_JOBS, else the usable cores."""
+    value = os.environ.get("FOUNDATION_JOBS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            from foundation.errors import UserError
+
+            raise UserError(f"FOUNDATION_JOBS={value!r}: give a number of processes, 1 or more")
+        return int(value)
+    return usable_cores()
+
+
 def quota_cores(cpu_max: str | None) -> int | None:
     """Whole cores a cgroup quota allows ("150000 100000" -> 2: a part core still runs a thread);
     None when unlimited or unreadable."""

@@ -14,19 +14,14 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from foundation.errors import UserError
+from foundation.threads import parallel_jobs
 
 Job = tuple  # (recipe or None, start model or None, overrides): the arguments of ensemble.train_member
 
 
 def default_workers() -> int:
-    """FOUNDATION_JOBS, else the cores this process may use."""
-    value = os.environ.get("FOUNDATION_JOBS", "")
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise UserError(f"FOUNDATION_JOBS={value!r}: give a number of processes, 1 or more")
-        return int(value)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """FOUNDATION_JOBS, else the cores this process may use (`foundation.threads.parallel_jobs`)."""
+    return parallel_jobs()
 
 
 def train_all(jobs: Sequence[Job], quiet: bool = True, workers: int | None = None) -> list:

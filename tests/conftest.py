@@ -26,6 +26,15 @@ from foundation.units import HARTREE_TO_EV  # noqa: E402
 
 torch.set_num_threads(1)  # torch may have been imported before this file (a plugin, an xdist worker)
 
+
+@pytest.fixture(autouse=True)
+def _one_process_unless_integration(request, monkeypatch):
+    """The fast tier starts no second process: independent trainings (ensemble members) run one
+    after another there unless a test sets FOUNDATION_JOBS itself; integration tests keep the
+    default (side by side, one process per core)."""
+    if request.node.get_closest_marker("integration") is None and "FOUNDATION_JOBS" not in os.environ:
+        monkeypatch.setenv("FOUNDATION_JOBS", "1")
+
 MOLECULES = ["CH4", "NH3", "H2O", "C2H6", "CH3OH", "CH3CH2OH", "CH3OCH3", "HCOOH", "CH3CHO",
              "HCN", "C2H4", "H3CNH2", "H2CO", "CH3CONH2", "HCOOCH3", "CH3COOH"]
 _FREE_ATOM_HARTREE = {1: -0.500, 6: -37.845, 7: -54.589, 8: -75.067}

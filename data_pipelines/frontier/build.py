@@ -17,6 +17,7 @@ from pathlib import Path
 from foundation.errors import entry_point
 
 from ..label.conformers import md_conformers
+from ..label.levels import get_level
 from ..label.plan import stable_seed
 from ..label.structures import Structure, refuse_if_labelled, write_structures
 
@@ -30,11 +31,11 @@ def conformers(smiles: str, n: int):
     return md_conformers(smiles, n, seed=stable_seed(SEED, smiles), temperatures=TEMPERATURES)
 
 
-def build(n: int, molecules_path: Path, out_dir: Path) -> int:
+def build(n: int, molecules_path: Path, out_dir: Path, levels: list[str] = LEVELS) -> int:
     molecules = json.loads(molecules_path.read_text())["molecules"]
     confs = [conformers(m["smiles"], n) for m in molecules]
     structures = [Structure(id=f"{m['name']}/{k:04d}", molecule=m["name"], numbers=c[k].numbers,
-                            positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=LEVELS)
+                            positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=list(levels))
                   for k in range(n) for m, c in zip(molecules, confs)]
     write_structures(out_dir, structures, replace=True)
     return len(structures)
@@ -46,9 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conformers", type=int, default=4, help="thermal conformers per molecule")
     parser.add_argument("--molecules", type=Path, default=HERE / "molecules.json")
     parser.add_argument("--out", type=Path, default=HERE / "labels")
+    parser.add_argument("--levels", default=",".join(LEVELS),
+                        help=f"levels to label each conformer at, comma-separated (default {','.join(LEVELS)})")
     args = parser.parse_args(argv)
+    levels = [name.strip() for name in args.levels.split(",") if name.strip()]
+    for name in levels:
+        get_level(name)  # an unknown level: one line, before anything is written
     refuse_if_labelled(args.out)
-    print(f"{build(args.conformers, args.molecules, args.out)} structures -> {args.out}/structures.jsonl")
+    print(f"{build(args.conformers, args.molecules, args.out, levels)} structures -> {args.out}/structures.jsonl")
     return 0
 
 

@@ -77,19 +77,86 @@ def train_members(config, count: int, train_one: Callable, describe: Callable, v
 
 
 def _each(config, count: int, train_one: Callable, describe: Callable, verbose: bool) -> list[Trained]:
-    """The member runs in order, a progress bar over them and one line as each starts."""
-    from foundation.progress import progress_bar
+    """The member runs, a progress bar over them and one line as each starts. Side by side where
+    there are cores for it (`foundation.threads.parallel_jobs`): member 0 here (its trainer is the
+    ensemble's: the split, the metrics), the others in spawned one-thread processes, and this
+    process takes any member no worker has started once it is free. Each member is its own
+    seeded run, so the weights are those of one after another (tested)."""
+    from concurrent.futures import ProcessPoolExecutor
 
-    runs = []
+    from foundation.progress import progress_bar
+    from foundation.threads import parallel_jobs
+
+    workers = min(parallel_jobs(), count) - 1
     with progress_bar(total=count, desc="members", unit="member", enabled=verbose) as bar:
         write = bar.write if verbose else (lambda *_: None)
-        for k in range(count):
+
+        def here(k: int) -> Trained:
             member = member_config(config, k)
             write(f"member {k + 1}/{count}: from member {k} of the start, trainer.seed={member.trainer.seed}, "
                   f"run dir {member.run_dir}")
-            runs.append(train_one(member, (lambda t: write(describe(t))) if k == 0 else (lambda t: None)))
+            run = train_one(member, (lambda t: write(describe(t))) if k == 0 else (lambda t: None))
             bar.update(1)
-    return runs
+            return run._replace(outcome={**run.outcome, "split": split_fingerprint(run.trainer.data)})
+
+        if workers < 1:
+            return [here(k) for k in range(count)]
+        with ProcessPoolExecutor(workers, mp_context=_spawn(), initializer=_one_thread) as pool, _threads(1):
+            futures = {k: pool.submit(_train_elsewhere, train_one, member_config(config, k)) for k in range(1, count)}
+            for future in futures.values():
+                future.add_done_callback(lambda f: None if f.cancelled() else bar.update(1))
+            runs = {0: here(0)}
+            for k in reversed(range(1, count)):  # no worker has started it: train it here
+                if futures[k].cancel():
+                    runs[k] = here(k)
+            runs.update({k: f.result() for k, f in futures.items() if k not in runs})
+    return [runs[k] for k in range(count)]
+
+
+class _Elsewhere(NamedTuple):
+    """What a member trained in another process brings back of its trainer."""
+
+    run_dir: Any
+
+
+def _train_elsewhere(train_one: Callable, member) -> Trained:
+    run = train_one(member, lambda t: None)
+    outcome = {**run.outcome, "split": split_fingerprint(run.trainer.data)}
+    return run._replace(trainer=_Elsewhere(run.trainer.run_dir), outcome=outcome)
+
+
+def _spawn():
+    import multiprocessing
+
+    return multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools and locks
+
+
+def _one_thread() -> None:
+    """Each worker owns one core: more threads per process only fight over the cores."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+class _threads:
+    """torch's thread count set for a block and restored after (this process shares the cores)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
 
 
 def member_config(config, k: int):
@@ -111,7 +178,7 @@ def split_fingerprint(data) -> str:
 
 def _member_record(config, k: int, run: Trained) -> dict:
     return {"member": k, "seed": config.trainer.seed + k, "run_dir": str(run.trainer.run_dir),
-            "split": split_fingerprint(run.trainer.data),
+            "split": run.outcome["split"],
             **{key: run.outcome[key] for key in ("status", "steps", "best_step", "kept_start",
                                                  "start_value", "best_value")}}
 

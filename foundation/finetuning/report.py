@@ -111,7 +111,7 @@ def _training(result) -> str:
     if result.members:
         kept = (f"not better than its start ({result.start_value}): the start is written" if result.kept_start
                 else f"selection metric {result.best_value}, start {result.start_value}")
-        return (f"{len(result.members)} members fine-tuned one by one in {result.seconds:.0f} s; "
+        return (f"{len(result.members)} members fine-tuned, each its own run, in {result.seconds:.0f} s; "
                 f"the ensemble: {kept}")
     if result.kept_start:
         kept = f"no step beat the start ({result.start_value}): the start is written"

@@ -4,6 +4,7 @@ seed, on one split, and written as one ensemble; `--members K`; the ensemble's n
 
 from __future__ import annotations
 
+import pytest
 import torch
 import yaml
 
@@ -53,7 +54,7 @@ def test_an_ensemble_start_gives_an_ensemble_of_its_fine_tuned_members(pretraine
     assert recorded["after"]["relative_energy_rmse_kcal_mol"] < recorded["before"]["relative_energy_rmse_kcal_mol"]
     printed = captured.out
     assert "member 2/3: from member 1 of the start, trainer.seed=1" in printed
-    assert "3 members fine-tuned one by one" in printed and "  member 3/3: completed after 10 steps" in printed
+    assert "3 members fine-tuned, each its own run, in" in printed and "  member 3/3: completed after 10 steps" in printed
     assert "validation errors of the ensemble (" in printed and "before: its 3 start members" in printed
     assert "members:" in captured.err and "3/3" in captured.err  # the bar over the members
 
@@ -90,3 +91,19 @@ def test_more_members_than_the_start_has_is_one_line(pretrained_ensemble, pretra
     err = capsys.readouterr().err
     assert code == 2 and err == (f"foundation finetune: error: --members 2: {pretrained} is one model, "
                                  "not an ensemble; drop --members\n")
+
+
+@pytest.mark.integration
+def test_members_side_by_side_are_the_members_one_after_another(pretrained_ensemble, hf_xyz, tmp_path, monkeypatch):
+    """With two processes (member 0 here, the others in a spawned worker or here once free) each
+    member's weights are what the one-process run gives: every member is its own seeded run."""
+    written = {}
+    for jobs in ("1", "2"):
+        monkeypatch.setenv("FOUNDATION_JOBS", jobs)
+        code, out = _finetune(pretrained_ensemble, hf_xyz, tmp_path, f"jobs{jobs}", "trainer.lr=3e-3")
+        assert code == 0
+        written[jobs] = load_model(out)
+        recorded = read_header(out)["finetune"]
+        assert [m["member"] for m in recorded["members"]] == [0, 1, 2]
+    for one, two in zip(written["1"].members, written["2"].members):
+        assert all(torch.equal(a, b) for a, b in zip(one.state_dict().values(), two.state_dict().values()))

@@ -53,7 +53,7 @@ def test_config_errors():
         EnsembleConfig(member={"name": "ensemble"})
 
 
-def _members(n=3, seed=0, **config):
+def small_members(n=3, seed=0, **config):
     torch.manual_seed(seed)
     members = [ANIConfig(heads=list(HEADS), hidden=SMALL["hidden"], **config).build().double() for _ in range(n)]
     for k, m in enumerate(members):
@@ -64,7 +64,7 @@ def _members(n=3, seed=0, **config):
     return members
 
 
-def _batch(dtype=torch.float64):
+def small_batch(dtype=torch.float64):
     rng = np.random.default_rng(1)
     return collate([random_molecule(rng, [1, 6, 8], n) for n in (4, 9, 13)], fidelities=[], dtype=dtype)
 
@@ -74,10 +74,10 @@ def _batch(dtype=torch.float64):
 def test_shared_evaluation_equals_each_member_whole(dtype, mode):
     """One neighbour list, one AEV and stacked networks give every member's own outputs: the
     same as running each member whole (the reference path, share=False), to float rounding."""
-    ensemble = EnsembleModel.from_members(_members()).to(dtype)
+    ensemble = EnsembleModel.from_members(small_members()).to(dtype)
     getattr(ensemble, mode)()
     assert ensemble._shared() is not None
-    batch = _batch(dtype)
+    batch = small_batch(dtype)
     outputs = {}
     for share in (False, True):
         ensemble.share = share
@@ -104,9 +104,9 @@ def test_shared_training_reaches_every_member():
     own parameters exactly as when the members run whole."""
     grads = {}
     for share in (False, True):
-        ensemble = EnsembleModel.from_members(_members()).train()
+        ensemble = EnsembleModel.from_members(small_members()).train()
         ensemble.share = share
-        out = ensemble(_batch())
+        out = ensemble(small_batch())
         (out["energy"].sum() + out["forces"].square().sum()).backward()
         grads[share] = {k: p.grad.clone() for k, p in ensemble.named_parameters()}
     for key, reference in grads[False].items():
@@ -116,8 +116,8 @@ def test_shared_training_reaches_every_member():
 def test_eval_cache_follows_weight_changes():
     """Eval mode caches the stacked weights; a changed member weight (in place, or a loaded state
     dict) is seen at the next call."""
-    ensemble = EnsembleModel.from_members(_members()).eval()
-    batch = _batch()
+    ensemble = EnsembleModel.from_members(small_members()).eval()
+    batch = small_batch()
     before = ensemble(batch, forces=False)["member_energy"]
     with torch.no_grad():
         ensemble.members[1].networks["C"].layers[0].weight.mul_(1.5)
@@ -130,15 +130,15 @@ def test_eval_cache_follows_weight_changes():
 def test_members_with_other_featurizers_run_whole():
     """Members whose AEVs differ (another radial cutoff) are not shared; members whose networks
     differ in width share the AEV and run their networks one by one."""
-    other = _members(1, seed=3, radial_cutoff=4.6)[0]
-    mixed = EnsembleModel.from_members([*_members(2), other])
+    other = small_members(1, seed=3, radial_cutoff=4.6)[0]
+    mixed = EnsembleModel.from_members([*small_members(2), other])
     assert mixed._shared() is None
     wide = ANIConfig(heads=list(HEADS), hidden={s: [12, 8] for s in "HCNO"}).build().double()
     ensemble = EnsembleModel(EnsembleConfig(heads=list(HEADS), member=dataclasses.asdict(wide.config), size=3),
-                             [*_members(2), wide]).eval()
+                             [*small_members(2), wide]).eval()
     shared = ensemble._shared()
     assert shared is not None and not shared.stacked
-    batch = _batch()
+    batch = small_batch()
     out = ensemble(batch, member_forces=True)
     ensemble.share = False
     reference = ensemble(batch, member_forces=True)

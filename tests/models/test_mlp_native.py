@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from foundation.models import mlp_native, native
-from foundation.models.ani_ensemble import ANIEnsemble, _chain
+from foundation.models.ani_ensemble import ANIEnsemble
 from foundation.models.ensemble import EnsembleModel
 
-from .test_ensemble import _batch, _members
+from .test_ensemble import small_batch, small_members
 
 ALPHA = 0.1
 
@@ -46,7 +46,7 @@ def test_celu_kernels_give_celu_and_its_exact_derivative(dtype):
 
 
 def _stacked(dtype):
-    members = [m.to(dtype).eval() for m in _members(3)]
+    members = [m.to(dtype).eval() for m in small_members(3)]
     shared = ANIEnsemble.of(members, kind=type(members[0]))
     shared._weights()
     return shared, shared.cache["weights"], shared.cache["firsts"]
@@ -57,6 +57,14 @@ def _exact_chain(x, layers):
     x = torch.baddbmm(b0, x.expand(w0.shape[0], *x.shape) if x.dim() == 2 else x, w0)
     for w, b in rest:
         x = torch.baddbmm(b, _exact_celu(x), w)
+    return x
+
+
+def _torch_chain(x, layers):
+    (w0, b0), rest = layers[0], layers[1:]
+    x = torch.baddbmm(b0, x.expand(w0.shape[0], *x.shape) if x.dim() == 2 else x, w0)
+    for w, b in rest:
+        x = torch.baddbmm(b, torch.celu(x, ALPHA), w)
     return x
 
 
@@ -74,7 +82,7 @@ def test_stacked_networks_equal_the_autograd_chain_and_its_input_gradient(dtype,
         out = mlp_native.stacked_networks(x, layers, first, lib)
         ref = _exact_chain(x, layers)
         torch.testing.assert_close(out, ref, **tol)
-        torch.testing.assert_close(out, _chain(x, layers, ALPHA), **tol)  # torch.celu forward is exact
+        torch.testing.assert_close(out, _torch_chain(x, layers), **tol)  # torch.celu's forward is exact
         upstream = torch.randn_like(out)  # every head, any weights: the general backward
         (got,) = torch.autograd.grad(out, x, upstream)
         (want,) = torch.autograd.grad(ref, x, upstream)
@@ -84,7 +92,7 @@ def test_stacked_networks_equal_the_autograd_chain_and_its_input_gradient(dtype,
 
 def test_grouped_networks_give_each_atom_its_elements_networks_less_nn0_and_the_feature_gradient():
     lib = _kernels(torch.float64)
-    members = [m.eval() for m in _members(3)]
+    members = [m.eval() for m in small_members(3)]
     shared = ANIEnsemble.of(members, kind=type(members[0]))
     species = torch.tensor([2, 0, 0, 2, 1, 0])  # element 3 absent: its networks never run
     features = torch.randn(len(species), shared._weights()[0][0][0].shape[1], dtype=torch.float64, requires_grad=True)
@@ -113,8 +121,8 @@ def test_the_forces_it_gives_cannot_be_differentiated_again():
 
 def test_eval_forces_use_it_train_mode_does_not_and_without_kernels_the_ensemble_still_runs(monkeypatch):
     _kernels(torch.float64)
-    ensemble = EnsembleModel.from_members(_members()).eval()
-    batch = _batch()
+    ensemble = EnsembleModel.from_members(small_members()).eval()
+    batch = small_batch()
     calls = []
     real = mlp_native.grouped_networks
     monkeypatch.setattr("foundation.models.ani_ensemble.grouped_networks",

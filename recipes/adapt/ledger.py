@@ -1,9 +1,12 @@
 """Where a run's CPU time went, kept on disk so a resumed run goes on counting.
 
     <out>/ledger.json   {"config": the settings, "cpu": {phase: CPU seconds of this program's own
-                         process}}; the calculations' CPU is in their records (labelling.py)
+                         process and the processes it started}}; the calculations' CPU is in
+                         their records (labelling.py)
 
-Each phase is charged the process time since the last charge (`charge`), and the file is
+Each phase is charged the CPU time since the last charge (`charge`): this process's, and that of
+its finished child processes (the fine-tuning's member workers), except where their CPU is
+counted elsewhere (the labeller's workers: each calculation records its own). The file is
 rewritten atomically then, so a killed run loses at most the time since its last charge. A
 resumed run must have been started with the same settings (what was sampled, chosen and
 labelled depends on them); the budget may be raised.
@@ -12,7 +15,7 @@ labelled depends on them); the budget may be raised.
 from __future__ import annotations
 
 import json
-import time
+import os
 from pathlib import Path
 
 from foundation.errors import UserError
@@ -25,7 +28,7 @@ class Ledger:
     def __init__(self, out: Path):
         self.path = Path(out) / "ledger.json"
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {"config": None, "cpu": {}}
-        self._mark = time.process_time()
+        self._mark = _clock()
 
     def check_config(self, config: dict) -> None:
         old = self.data.get("config")
@@ -37,17 +40,26 @@ class Ledger:
         self.data["config"] = config
         write_json(self.path, self.data)
 
-    def charge(self, phase: str) -> float:
-        """Add the process time since the last charge to `phase`; return it."""
-        now = time.process_time()
-        spent, self._mark = now - self._mark, now
+    def charge(self, phase: str, children: bool = True) -> float:
+        """Add the CPU time since the last charge to `phase` (with its finished child processes'
+        unless `children` is False: theirs is counted elsewhere); return it."""
+        own, kids = _clock()
+        spent = own - self._mark[0] + (kids - self._mark[1] if children else 0.0)
+        self._mark = (own, kids)
         self.data["cpu"][phase] = self.data["cpu"].get(phase, 0.0) + spent
         write_json(self.path, self.data)
         return spent
 
     def seconds(self) -> float:
         """This program's CPU seconds over every run so far, including the time not yet charged."""
-        return sum(self.data["cpu"].values()) + time.process_time() - self._mark
+        own, kids = _clock()
+        return sum(self.data["cpu"].values()) + own - self._mark[0] + kids - self._mark[1]
 
     def phases(self) -> dict[str, float]:
         return dict(self.data["cpu"])
+
+
+def _clock() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its child processes that have ended."""
+    t = os.times()
+    return t.user + t.system, t.children_user + t.children_system

@@ -218,7 +218,7 @@ class _Run:
             counts = labelling.label_on_slurm(folder / "labels", tasks, admission, self.slurm, self.say)
         else:
             counts = labelling.label_locally(folder / "labels", tasks, self.s["workers"], admission, self.s["verbose"])
-        self.ledger.charge("labelling (this process)")
+        self.ledger.charge("labelling (this process)", children=False)  # the workers: in the records
         self.costs = labelling.calibrated(self.costs, self.out)
         self.say(f"round {r}: labelled {counts['ok']} ok, {counts['failed'] + counts['unconverged']} failed, "
                  f"{counts.get('deferred', 0)} left for lack of budget; spent {_hours(self.spent())} of "

@@ -106,3 +106,21 @@ def test_ri_mp2_labels_train_the_mp2_head_and_are_priced_as_ri(tmp_path):
     assert [t.energies for t in train] == [{MP2: -2075.0}] and held == []
     prior = CostModel.prior([MP2, "mp2_ccpvdz_ri"])
     assert prior.seconds("mp2_ccpvdz_ri", 96) < prior.seconds(MP2, 96) / 10  # energies with fitted integrals
+
+
+@pytest.mark.integration
+def test_the_ledger_charges_child_processes_cpu_unless_it_is_counted_elsewhere(tmp_path):
+    """Fine-tuning members run in child processes: their CPU is the budget's too; the labeller's
+    workers' is not charged again (each calculation records its own)."""
+    import subprocess
+    import sys
+
+    from foundation.recipes.adapt.ledger import Ledger
+
+    burn = [sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"]
+    ledger = Ledger(tmp_path)
+    subprocess.run(burn, check=True)
+    assert ledger.charge("fine-tuning") >= 0.3
+    subprocess.run(burn, check=True)
+    assert ledger.charge("labelling (this process)", children=False) < 0.3
+    assert 0.3 <= ledger.seconds() < 0.6

@@ -49,3 +49,28 @@ def test_structures_file_matches_the_builder(tmp_path):
         assert np.allclose(a["positions"], b["positions"], atol=1e-6)
         numbers = np.array(a["numbers"])
         assert len(bonds(numbers, np.array(a["positions"]))) > 0
+
+
+def test_the_adapt_measurements_held_out_molecules_are_in_no_training_set_and_their_file_is_the_builders(tmp_path):
+    """foundation adapt's measured run is scored on molecules no set trains on (nor the MP2 set),
+    conformers the builder writes at CCSD(T) only (`--levels`)."""
+    here = build.HERE.parent / "adapt_eval"
+    molecules = _molecules(here / "molecules.json")
+    mp2_set = {canonical(m["smiles"]) for m in _molecules(build.HERE.parent / "mp2_set" / "molecules.json")}
+    frontier = {canonical(m["smiles"]) for m in _molecules(build.HERE / "molecules.json")}
+    smiles = {canonical(m["smiles"]) for m in molecules}
+    assert len(smiles) >= 4 and not smiles & (_training_smiles() | mp2_set | frontier)
+    build.build(6, here / "molecules.json", tmp_path, levels=["ccsdt_ccpvdz"])
+    ours = (tmp_path / "structures.jsonl").read_text().splitlines()
+    committed = (here / "labels" / "structures.jsonl").read_text().splitlines()
+    assert len(ours) == len(committed) == 6 * len(molecules)
+    for a, b in zip(map(json.loads, ours), map(json.loads, committed)):
+        assert a["id"] == b["id"] and a["levels"] == b["levels"] == ["ccsdt_ccpvdz"]
+        assert np.allclose(a["positions"], b["positions"], atol=1e-6)
+
+
+def test_an_unknown_level_is_one_line_before_anything_is_written(tmp_path, capsys):
+    code = build.main(["--molecules", str(build.HERE / "molecules.json"), "--out", str(tmp_path / "x"),
+                       "--levels", "ccsdt_ccpvdz,b3lyp_sto3g"])
+    assert code == 2 and "b3lyp_sto3g" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -75,6 +75,15 @@ def parallel_jobs() -> int:
     return usable_cores()
 
 
+def one_thread_worker() -> None:
+    """A worker process's initializer: it owns one core (more threads per process only fight
+    over the cores); children it starts inherit the setting."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def quota_cores(cpu_max: str | None) -> int | None:
     """Whole cores a cgroup quota allows ("150000 100000" -> 2: a part core still runs a thread);
     None when unlimited or unreadable."""

@@ -10,11 +10,10 @@ this process, one after another (and so does a single job).
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
-from foundation.threads import parallel_jobs
+from foundation.threads import one_thread_worker, parallel_jobs
 
 Job = tuple  # (recipe or None, start model or None, overrides): the arguments of ensemble.train_member
 
@@ -30,16 +29,8 @@ def train_all(jobs: Sequence[Job], quiet: bool = True, workers: int | None = Non
     if n <= 1:
         return [_train(job, quiet) for job in jobs]
     # spawn, not fork: a forked child would inherit torch's thread pools and the parent's locks
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread) as pool:
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread_worker) as pool:
         return list(pool.map(_train, jobs, [quiet] * len(jobs)))
-
-
-def _one_thread() -> None:
-    """Each worker owns one core: more threads per process only fight over the cores."""
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
 
 
 def _train(job: Job, quiet: bool):

@@ -85,7 +85,7 @@ def _each(config, count: int, train_one: Callable, describe: Callable, verbose: 
     from concurrent.futures import ProcessPoolExecutor
 
     from foundation.progress import progress_bar
-    from foundation.threads import parallel_jobs
+    from foundation.threads import one_thread_worker, parallel_jobs
 
     workers = min(parallel_jobs(), count) - 1
     with progress_bar(total=count, desc="members", unit="member", enabled=verbose) as bar:
@@ -101,7 +101,7 @@ def _each(config, count: int, train_one: Callable, describe: Callable, verbose: 
 
         if workers < 1:
             return [here(k) for k in range(count)]
-        with ProcessPoolExecutor(workers, mp_context=_spawn(), initializer=_one_thread) as pool, _threads(1):
+        with ProcessPoolExecutor(workers, mp_context=_spawn(), initializer=one_thread_worker) as pool, _threads(1):
             futures = {k: pool.submit(_train_elsewhere, train_one, member_config(config, k)) for k in range(1, count)}
             for future in futures.values():
                 future.add_done_callback(lambda f: None if f.cancelled() else bar.update(1))
@@ -129,16 +129,6 @@ def _spawn():
     import multiprocessing
 
     return multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools and locks
-
-
-def _one_thread() -> None:
-    """Each worker owns one core: more threads per process only fight over the cores."""
-    import os
-
-    os.environ["OMP_NUM_THREADS"] = "1"
-    import torch
-
-    torch.set_num_threads(1)
 
 
 class _threads:

@@ -77,7 +77,10 @@ def parallel_jobs() -> int:
 
 def one_thread_worker() -> None:
     """A worker process's initializer: it owns one core (more threads per process only fight
-    over the cores); children it starts inherit the setting."""
+    over the cores; children it starts inherit the setting), and it ends with its parent."""
+    from foundation.children import die_with_parent
+
+    die_with_parent()
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 

@@ -36,6 +36,9 @@ from foundation.progress import progress_bar
 
 
 def _init_worker() -> None:
+    from foundation.children import die_with_parent
+
+    die_with_parent()  # a calculation nobody will take the result of stops with its parent
     os.environ["OMP_NUM_THREADS"] = "1"
     from pyscf import lib
 

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from foundation.errors import entry_point
+from foundation.errors import UserError, entry_point
 
 from ..label.conformers import md_conformers
 from ..label.levels import get_level
@@ -51,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"levels to label each conformer at, comma-separated (default {','.join(LEVELS)})")
     args = parser.parse_args(argv)
     levels = [name.strip() for name in args.levels.split(",") if name.strip()]
+    if not levels:
+        raise UserError(f"--levels {args.levels!r}: name at least one level, like ccsdt_ccpvdz")
     for name in levels:
         get_level(name)  # an unknown level: one line, before anything is written
     refuse_if_labelled(args.out)

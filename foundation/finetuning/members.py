@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+import pickle
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -78,16 +79,16 @@ def train_members(config, count: int, train_one: Callable, describe: Callable, v
 
 def _each(config, count: int, train_one: Callable, describe: Callable, verbose: bool) -> list[Trained]:
     """The member runs, a progress bar over them and one line as each starts. Side by side where
-    there are cores for it (`foundation.threads.parallel_jobs`): member 0 here (its trainer is the
-    ensemble's: the split, the metrics), the others in spawned one-thread processes, and this
-    process takes any member no worker has started once it is free. Each member is its own
-    seeded run, so the weights are those of one after another (tested)."""
-    from concurrent.futures import ProcessPoolExecutor
+    there are cores for it (`foundation.side_by_side`, `FOUNDATION_JOBS`): member 0 here (its
+    trainer is the ensemble's: the split, the metrics), the others in spawned one-thread
+    processes or here once this process is free. Each member is its own seeded run, so the
+    weights are those of one after another (tested)."""
+    import functools
 
     from foundation.progress import progress_bar
-    from foundation.threads import one_thread_worker, parallel_jobs
+    from foundation.side_by_side import side_by_side
+    from foundation.threads import parallel_jobs
 
-    workers = min(parallel_jobs(), count) - 1
     with progress_bar(total=count, desc="members", unit="member", enabled=verbose) as bar:
         write = bar.write if verbose else (lambda *_: None)
 
@@ -99,18 +100,9 @@ def _each(config, count: int, train_one: Callable, describe: Callable, verbose: 
             bar.update(1)
             return run._replace(outcome={**run.outcome, "split": split_fingerprint(run.trainer.data)})
 
-        if workers < 1:
-            return [here(k) for k in range(count)]
-        with ProcessPoolExecutor(workers, mp_context=_spawn(), initializer=one_thread_worker) as pool, _threads(1):
-            futures = {k: pool.submit(_train_elsewhere, train_one, member_config(config, k)) for k in range(1, count)}
-            for future in futures.values():
-                future.add_done_callback(lambda f: None if f.cancelled() else bar.update(1))
-            runs = {0: here(0)}
-            for k in reversed(range(1, count)):  # no worker has started it: train it here
-                if futures[k].cancel():
-                    runs[k] = here(k)
-            runs.update({k: f.result() for k, f in futures.items() if k not in runs})
-    return [runs[k] for k in range(count)]
+        runs = side_by_side(count, here, functools.partial(_train_elsewhere, train_one, config),
+                            workers=min(parallel_jobs(), count) - 1, done=lambda k: bar.update(1))
+    return [pickle.loads(r) if isinstance(r, bytes) else r for r in runs]
 
 
 class _Elsewhere(NamedTuple):
@@ -119,34 +111,13 @@ class _Elsewhere(NamedTuple):
     run_dir: Any
 
 
-def _train_elsewhere(train_one: Callable, member) -> Trained:
-    run = train_one(member, lambda t: None)
+def _train_elsewhere(train_one: Callable, config, k: int) -> bytes:
+    """Member k in a worker process, returned pickled: as bytes it travels by value (a model
+    returned as it is would come back through torch's shared-memory file descriptors, one per
+    tensor, or CUDA handles into a process that is about to end)."""
+    run = train_one(member_config(config, k), lambda t: None)
     outcome = {**run.outcome, "split": split_fingerprint(run.trainer.data)}
-    return run._replace(trainer=_Elsewhere(run.trainer.run_dir), outcome=outcome)
-
-
-def _spawn():
-    import multiprocessing
-
-    return multiprocessing.get_context("spawn")  # a forked child would inherit torch's thread pools and locks
-
-
-class _threads:
-    """torch's thread count set for a block and restored after (this process shares the cores)."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.before)
+    return pickle.dumps(run._replace(trainer=_Elsewhere(run.trainer.run_dir), outcome=outcome))
 
 
 def member_config(config, k: int):

@@ -110,12 +110,14 @@ class ANIEnsemble:
     def _networks(self, lib) -> list[tuple]:
         """Per element (stacked layers, first layer as (M * h0, F), NN(0) as (M, 1, heads)) for
         `mlp_native.grouped_networks`; NN(0) computed once per weights, by the same kernels."""
-        weights, firsts = self._weights(), self.cache["firsts"]
-        if self.cache.get("at_zero") is None:
+        weights, firsts, key = self._weights(), self.cache["firsts"], self.cache["key"]
+        at_zero = self.cache.get("at_zero")
+        if at_zero is None or at_zero[0] != key:  # kept with the weights' key it was computed for
             with torch.no_grad():
-                self.cache["at_zero"] = [stacked_networks(layers[0][0].new_zeros(1, layers[0][0].shape[1]), layers,
-                                                          first, lib) for layers, first in zip(weights, firsts)]
-        return list(zip(weights, firsts, self.cache["at_zero"]))
+                at_zero = (key, [stacked_networks(layers[0][0].new_zeros(1, layers[0][0].shape[1]), layers, first, lib)
+                                 for layers, first in zip(weights, firsts)])
+            self.cache["at_zero"] = at_zero
+        return list(zip(weights, firsts, at_zero[1]))
 
     # ---- stacked weights --------------------------------------------------------------------
     def _weights(self) -> list[list[tuple[Tensor, Tensor]]]:

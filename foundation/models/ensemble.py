@@ -117,8 +117,10 @@ class EnsembleModel(PotentialModel):
         with torch.enable_grad() if forces or member_forces else contextlib.nullcontext():
             if member_forces:
                 members, each = self._member_energies_and_forces(batch, name, positions)
-            else:  # in eval mode the forces below are not differentiated again
-                members = self._member_energies(batch, [name], positions, inference=not self.training)[..., 0]
+            else:  # in eval mode the forces below are not differentiated again (nor, without them, an
+                # energy computed with gradients off)
+                inference = not self.training and (forces or not torch.is_grad_enabled())
+                members = self._member_energies(batch, [name], positions, inference=inference)[..., 0]
             per_member = members.new_zeros(len(self.members), batch.n_structures).index_add_(1, batch.batch, members)
             energy = per_member.mean(0)
             correction = 1 if len(self.members) > 1 else 0

@@ -135,5 +135,4 @@ class _GroupedNetworks(torch.autograd.Function):
         for atoms, weights, activations, first in ctx.saved:
             g = _backward(grad_out.index_select(1, atoms), weights, activations, first, True, ctx.lib)
             grad.index_copy_(0, atoms, g)
-        ctx.saved = None
         return grad, None, None, None

@@ -29,6 +29,7 @@ class Ledger:
         self.path = Path(out) / "ledger.json"
         self.data = json.loads(self.path.read_text()) if self.path.exists() else {"config": None, "cpu": {}}
         self._mark = _clock()
+        self.labelling = False  # while True, ended child processes are the labeller's: not charged
 
     def check_config(self, config: dict) -> None:
         old = self.data.get("config")
@@ -40,20 +41,23 @@ class Ledger:
         self.data["config"] = config
         write_json(self.path, self.data)
 
-    def charge(self, phase: str, children: bool = True) -> float:
-        """Add the CPU time since the last charge to `phase` (with its finished child processes'
-        unless `children` is False: theirs is counted elsewhere); return it."""
+    def charge(self, phase: str) -> float:
+        """Add the CPU time since the last charge to `phase` (with its ended child processes'
+        unless `labelling`); return it."""
         own, kids = _clock()
-        spent = own - self._mark[0] + (kids - self._mark[1] if children else 0.0)
+        spent = own - self._mark[0] + (0.0 if self.labelling else kids - self._mark[1])
         self._mark = (own, kids)
         self.data["cpu"][phase] = self.data["cpu"].get(phase, 0.0) + spent
         write_json(self.path, self.data)
         return spent
 
     def seconds(self) -> float:
-        """This program's CPU seconds over every run so far, including the time not yet charged."""
+        """This program's CPU seconds over every run so far, including the time not yet charged
+        (its ended child processes' too, but not while `labelling`: the labeller's workers' CPU
+        is in the calculations' records, and a broken pool's are reaped mid-way)."""
         own, kids = _clock()
-        return sum(self.data["cpu"].values()) + own - self._mark[0] + kids - self._mark[1]
+        pending = own - self._mark[0] + (0.0 if self.labelling else kids - self._mark[1])
+        return sum(self.data["cpu"].values()) + pending
 
     def phases(self) -> dict[str, float]:
         return dict(self.data["cpu"])

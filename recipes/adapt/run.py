@@ -214,11 +214,16 @@ class _Run:
         self.ledger.charge("choosing")
         admission = labelling.Admission(self.out, folder / "labels", self.costs, limit, self._not_labelling,
                                         frozenset(c.id for c in self.held) if r == 1 else frozenset())
-        if self.s["slurm"]:
-            counts = labelling.label_on_slurm(folder / "labels", tasks, admission, self.slurm, self.say)
-        else:
-            counts = labelling.label_locally(folder / "labels", tasks, self.s["workers"], admission, self.s["verbose"])
-        self.ledger.charge("labelling (this process)", children=False)  # the workers: in the records
+        self.ledger.labelling = True  # the workers' CPU: in the calculations' records
+        try:
+            if self.s["slurm"]:
+                counts = labelling.label_on_slurm(folder / "labels", tasks, admission, self.slurm, self.say)
+            else:
+                counts = labelling.label_locally(folder / "labels", tasks, self.s["workers"], admission,
+                                                 self.s["verbose"])
+            self.ledger.charge("labelling (this process)")
+        finally:
+            self.ledger.labelling = False
         self.costs = labelling.calibrated(self.costs, self.out)
         self.say(f"round {r}: labelled {counts['ok']} ok, {counts['failed'] + counts['unconverged']} failed, "
                  f"{counts.get('deferred', 0)} left for lack of budget; spent {_hours(self.spent())} of "

@@ -33,6 +33,10 @@ from foundation.data.batch import AtomsBatch
 from foundation.models import mlp_native
 from foundation.models.element_groups import ElementGrouping
 from foundation.models.mlp_native import grouped_networks, stacked_networks
+from foundation.threads import ATOMS_PER_THREAD
+
+
+SMALL_SYSTEM_ATOMS = ATOMS_PER_THREAD  # the size the calculator gives one thread (foundation.threads)
 
 
 class ANIEnsemble:
@@ -102,8 +106,12 @@ class ANIEnsemble:
         return torch.cat(list(grads), dim=1).index_select(1, grouping.row)
 
     def _kernels(self, features: Tensor):
-        """The activation kernels of `mlp_native`, in eval mode on the CPU; else None."""
+        """The activation kernels of `mlp_native`, in eval mode on the CPU; else None. Their C
+        passes run on one thread: beside torch's threaded ones they would set the pace of a large
+        batch on many threads (measured only on one thread), so with more, small systems only."""
         if (self.first.training and torch.is_grad_enabled()) or features.device.type != "cpu":
+            return None
+        if torch.get_num_threads() > 1 and features.shape[0] > SMALL_SYSTEM_ATOMS:
             return None
         return mlp_native.kernels(self.first.config.celu_alpha, features.dtype)
 

@@ -138,3 +138,17 @@ def test_eval_forces_use_it_train_mode_does_not_and_without_kernels_the_ensemble
     assert not calls
     torch.testing.assert_close(fast["forces"], slow["forces"], rtol=1e-7, atol=1e-7)
     torch.testing.assert_close(fast["energy"], slow["energy"], rtol=1e-12, atol=1e-10)
+
+
+def test_with_more_threads_a_large_batch_keeps_torchs_threaded_passes(monkeypatch):
+    from foundation.models import ani_ensemble
+
+    _kernels(torch.float64)
+    members = [m.eval() for m in small_members(3)]
+    shared = ANIEnsemble.of(members, kind=type(members[0]))
+    small = torch.zeros(10, 8, dtype=torch.float64)
+    large = torch.zeros(ani_ensemble.SMALL_SYSTEM_ATOMS + 1, 8, dtype=torch.float64)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    assert shared._kernels(small) is not None and shared._kernels(large) is None
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert shared._kernels(large) is not None

@@ -312,13 +312,17 @@ class Trainer:
         if value is None:
             return False
         self.schedule.observe(value)
-        if value < self.state.best_trained_metric:
+        improved = value < self.state.best_trained_metric
+        if improved:
             self.state.best_trained_metric, self.state.best_trained_step = value, self.state.step
         if value < self.state.best_metric and value < self._floor_value():
             self.state.best_metric, self.state.bad_evals = value, 0
             self.state.best_step, self.state.best_metrics = self.state.step, dict(val)
             if self.config.early_stopping_patience:
                 self.best_weights = self._ema_weights()  # early stopping exports the best, not the last
+            return False
+        if improved:  # the best step so far, not yet beyond the start's sampling error: still learning
+            self.state.bad_evals = 0
             return False
         self.state.bad_evals += 1
         patience = self.config.early_stopping_patience

@@ -202,3 +202,19 @@ def test_early_stopping_exports_the_best_validation_weights_not_the_last(tiny_ru
     assert all(torch.equal(v, last[k]) for k, v in trainer.model.state_dict().items())  # training state untouched
     header = read_header(path)
     assert header["training"]["exported_step"] == 0 and header["metrics"] == {"val/loss": 1.0}
+
+
+def test_steps_that_improve_but_are_not_yet_beyond_the_starts_sampling_error_keep_training(tiny_run, monkeypatch):
+    """Patience counts validations that found nothing better, not those still short of the floor
+    (the start minus its sampling error): on a small validation set the floor is far below the
+    start, and a training that improved at every check stopped at patience, keeping its start
+    (foundation adapt's first measured run: 1.47 -> 1.18 kcal/mol on validation, start kept)."""
+    trainer = Trainer(tiny_run(early_stopping_patience=2))
+    monkeypatch.setattr(Trainer, "_floor", property(lambda self: True))
+    trainer.state.start_metric = trainer.state.best_metric = 1.0
+    trainer.state.start_error = 0.3  # floor 0.7
+    seen = [trainer._should_stop_early({"val/loss": v}) for v in (0.95, 0.9, 0.85, 0.8, 0.75, 0.78, 0.79)]
+    assert seen == [False] * 6 + [True]
+    assert trainer.state.best_step == 0 and trainer.state.best_trained_metric == 0.75  # the start is what is kept
+    seen = [trainer._should_stop_early({"val/loss": v}) for v in (0.6, 0.65, 0.66)]
+    assert seen == [False, False, True] and trainer.state.best_metric == 0.6  # beyond the floor: kept

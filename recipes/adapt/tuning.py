@@ -20,7 +20,6 @@ import numpy as np
 CC = "ccsdt_ccpvdz"
 MIN_STEPS, MAX_STEPS = 20, 2000
 OVERHEAD = 1.5  # validation, EMA, checkpoints and the rest of a run, over its bare steps
-FINETUNE = ("trainer.significance=0", "trainer.early_stopping_patience=40")  # see finetune_round
 
 
 def train_samples(root: Path) -> tuple[list, list]:
@@ -80,15 +79,9 @@ def finetune_round(start: str, samples: list, out: Path, run_dir: Path, members:
     """`foundation.finetuning.finetune` on `samples` (CC head chooses), written to `out`."""
     from foundation.finetuning import finetune
 
-    # Chosen on the first measured run's labels (4 molecules, 175 structures; its own held-out
-    # frames, docs/adapt.md "The full run"): trainer.significance=0, any validation gain counts
-    # (the labels are PySCF's, not noise, and with a handful of molecules a bootstrap over them
-    # rejected real gains: 0.72 -> 0.53 kcal/mol with the floor at one standard error, 0.42
-    # without), and a patience of 40 checks (1,000 steps; 10 stopped most members by step 500:
-    # 0.42 -> 0.37).
     overrides = [f"out_dir={run_dir}", "name=finetune", f"trainer.max_steps={steps}", "trainer.device=cpu",
                  f"trainer.new_head_from={CC}", f"trainer.seed={seed}", f"data.seed={seed}",
-                 f"trainer.ckpt_every={max(steps, 1)}", *FINETUNE, *extra]
+                 f"trainer.ckpt_every={max(steps, 1)}", *extra]
     return finetune(start, samples, fidelity=CC, out=out, overrides=overrides, verbose=False, members=members)
 
 

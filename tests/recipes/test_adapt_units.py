@@ -128,18 +128,3 @@ def test_the_ledger_charges_child_processes_cpu_unless_it_is_counted_elsewhere(t
     assert ledger.charge("labelling (this process)") < 0.3
     ledger.labelling = False
     assert 0.3 <= ledger.seconds() < 0.6
-
-
-def test_the_rounds_fine_tune_counts_any_validation_gain_and_waits_40_checks_unless_told_otherwise(monkeypatch, tmp_path):
-    """Chosen on the first measured run (docs/adapt.md): the significance floor and a patience of 10
-    kept the start where the labels had taught it something. A user's overrides come last and win."""
-    import foundation.finetuning
-    from foundation.recipes.adapt import tuning
-
-    seen = {}
-    monkeypatch.setattr(foundation.finetuning, "finetune", lambda *a, overrides, **k: seen.update(o=overrides))
-    tuning.finetune_round("ani-1x-ccsdt", [], tmp_path / "m.safetensors", tmp_path / "r", None, 100, 0,
-                          ["trainer.early_stopping_patience=5"])
-    o = seen["o"]
-    assert "trainer.significance=0" in o
-    assert o.index("trainer.early_stopping_patience=40") < o.index("trainer.early_stopping_patience=5")

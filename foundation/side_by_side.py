@@ -67,10 +67,11 @@ def side_by_side(count: int, here: Callable[[int], Any], elsewhere: Callable[[in
 
     def take() -> int | None:
         with lock:
-            if broken:  # the pool is gone: its tasks come back here
+            if broken:  # the pool is gone: its tasks come back here (finished ones are kept)
                 pending.extendleft(reversed(broken))
+                for k in broken:
+                    futures.pop(k, None)
                 broken.clear()
-                futures.clear()
             return pending.pop() if pending else None
 
     results = {}
@@ -100,9 +101,6 @@ def side_by_side(count: int, here: Callable[[int], Any], elsewhere: Callable[[in
     finally:
         torch_threads(threads)
     pool.shutdown(wait=True)
-    missing = [k for k in range(count) if k not in results]
-    for k in missing:  # tasks of a pool that broke after this process had finished its own
-        results[k] = here(k)
     return [results[k] for k in range(count)]
 
 

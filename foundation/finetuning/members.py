@@ -96,9 +96,9 @@ def _each(config, count: int, train_one: Callable, describe: Callable, verbose: 
             member = member_config(config, k)
             write(f"member {k + 1}/{count}: from member {k} of the start, trainer.seed={member.trainer.seed}, "
                   f"run dir {member.run_dir}")
-            run = train_one(member, (lambda t: write(describe(t))) if k == 0 else (lambda t: None))
+            run = _with_split(train_one(member, (lambda t: write(describe(t))) if k == 0 else (lambda t: None)))
             bar.update(1)
-            return run._replace(outcome={**run.outcome, "split": split_fingerprint(run.trainer.data)})
+            return run
 
         runs = side_by_side(count, here, functools.partial(_train_elsewhere, train_one, config),
                             workers=min(parallel_jobs(), count) - 1, done=lambda k: bar.update(1))
@@ -115,9 +115,13 @@ def _train_elsewhere(train_one: Callable, config, k: int) -> bytes:
     """Member k in a worker process, returned pickled: as bytes it travels by value (a model
     returned as it is would come back through torch's shared-memory file descriptors, one per
     tensor, or CUDA handles into a process that is about to end)."""
-    run = train_one(member_config(config, k), lambda t: None)
-    outcome = {**run.outcome, "split": split_fingerprint(run.trainer.data)}
-    return pickle.dumps(run._replace(trainer=_Elsewhere(run.trainer.run_dir), outcome=outcome))
+    run = _with_split(train_one(member_config(config, k), lambda t: None))
+    return pickle.dumps(run._replace(trainer=_Elsewhere(run.trainer.run_dir)))
+
+
+def _with_split(run: Trained) -> Trained:
+    """The run with its split's fingerprint in its outcome (taken where its trainer lives)."""
+    return run._replace(outcome={**run.outcome, "split": split_fingerprint(run.trainer.data)})
 
 
 def member_config(config, k: int):

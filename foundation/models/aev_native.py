@@ -79,15 +79,11 @@ def kernels(radial_params: NamedTuple, angular_params: NamedTuple, example: Tens
     return NativeAEV(lib, r, a) if lib is not None else None
 
 
-def _call(lib, name: str, n: int, *tensors: Tensor) -> None:
-    native.call(lib, name, n, *tensors)
-
-
 class _Sum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lib, name, tables, index, num_slots, num_features, vectors):
         out = vectors.new_zeros(num_slots, num_features)
-        _call(lib, f"{name}_forward", len(index[0]), vectors, *index, *tables, out)
+        native.call(lib, f"{name}_forward", len(index[0]), vectors, *index, *tables, out)
         ctx.lib, ctx.name, ctx.tables, ctx.index = lib, name, tables, index
         ctx.save_for_backward(vectors)
         return out
@@ -105,7 +101,7 @@ class _SumBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx, lib, name, tables, index, grad_out, vectors):
         grad = torch.zeros_like(vectors)
-        _call(lib, f"{name}_backward", len(index[0]), vectors, *index, *tables, grad_out, grad)
+        native.call(lib, f"{name}_backward", len(index[0]), vectors, *index, *tables, grad_out, grad)
         ctx.lib, ctx.name, ctx.tables, ctx.index = lib, name, tables, index
         ctx.save_for_backward(grad_out, vectors)
         return grad
@@ -115,7 +111,7 @@ class _SumBackward(torch.autograd.Function):
     def backward(ctx, upstream):
         grad_out, vectors = ctx.saved_tensors
         d_grad, d_vectors = torch.zeros_like(grad_out), torch.zeros_like(vectors)
-        _call(ctx.lib, f"{ctx.name}_double", len(ctx.index[0]), vectors, *ctx.index, *ctx.tables, grad_out,
+        native.call(ctx.lib, f"{ctx.name}_double", len(ctx.index[0]), vectors, *ctx.index, *ctx.tables, grad_out,
               upstream.contiguous(), d_grad, d_vectors)
         return None, None, None, None, d_grad, d_vectors
 

@@ -33,10 +33,7 @@ from foundation.data.batch import AtomsBatch
 from foundation.models import mlp_native
 from foundation.models.element_groups import ElementGrouping
 from foundation.models.mlp_native import grouped_networks, stacked_networks
-from foundation.threads import ATOMS_PER_THREAD
-
-
-SMALL_SYSTEM_ATOMS = ATOMS_PER_THREAD  # the size the calculator gives one thread (foundation.threads)
+from foundation.threads import ATOMS_PER_THREAD  # the size the calculator gives one thread
 
 
 class ANIEnsemble:
@@ -111,7 +108,7 @@ class ANIEnsemble:
         batch on many threads (measured only on one thread), so with more, small systems only."""
         if (self.first.training and torch.is_grad_enabled()) or features.device.type != "cpu":
             return None
-        if torch.get_num_threads() > 1 and features.shape[0] > SMALL_SYSTEM_ATOMS:
+        if torch.get_num_threads() > 1 and features.shape[0] > ATOMS_PER_THREAD:
             return None
         return mlp_native.kernels(self.first.config.celu_alpha, features.dtype)
 

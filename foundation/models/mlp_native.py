@@ -27,7 +27,7 @@ from torch.autograd.function import once_differentiable
 
 from foundation.models import native
 
-_SIGNATURES = {"celu_forward": "ip", "celu_bias_forward": "iiipp", "celu_backward": "ipp",
+_SIGNATURES = {"celu_bias_forward": "iiipp", "celu_backward": "ipp",
                "celu_backward_by_row": "iiippp", "celu_backward_from_heads": "iiiipppp"}
 
 

@@ -44,9 +44,7 @@ class Ledger:
     def charge(self, phase: str) -> float:
         """Add the CPU time since the last charge to `phase` (with its ended child processes'
         unless `labelling`); return it."""
-        own, kids = _clock()
-        spent = own - self._mark[0] + (0.0 if self.labelling else kids - self._mark[1])
-        self._mark = (own, kids)
+        spent, self._mark = self._since_mark()
         self.data["cpu"][phase] = self.data["cpu"].get(phase, 0.0) + spent
         write_json(self.path, self.data)
         return spent
@@ -55,9 +53,12 @@ class Ledger:
         """This program's CPU seconds over every run so far, including the time not yet charged
         (its ended child processes' too, but not while `labelling`: the labeller's workers' CPU
         is in the calculations' records, and a broken pool's are reaped mid-way)."""
-        own, kids = _clock()
-        pending = own - self._mark[0] + (0.0 if self.labelling else kids - self._mark[1])
-        return sum(self.data["cpu"].values()) + pending
+        return sum(self.data["cpu"].values()) + self._since_mark()[0]
+
+    def _since_mark(self) -> tuple[float, tuple[float, float]]:
+        """The CPU seconds to charge since the last charge, and the clock now."""
+        own, kids = now = _clock()
+        return own - self._mark[0] + (0.0 if self.labelling else kids - self._mark[1]), now
 
     def phases(self) -> dict[str, float]:
         return dict(self.data["cpu"])

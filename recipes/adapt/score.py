@@ -20,8 +20,7 @@ from pathlib import Path
 
 from foundation.errors import UserError, entry_point
 from foundation.files import write_json
-
-CC = "ccsdt_ccpvdz"
+from foundation.recipes.adapt.tuning import CC, heldout_errors
 
 
 def conformers(labels: Path) -> list:
@@ -51,7 +50,6 @@ def run_models(run: Path) -> list[tuple[str, str, float | None]]:
 
 def score(labels: Path, models: list[tuple[str, str, float | None]]) -> dict:
     from foundation.loading import load_pretrained
-    from foundation.recipes.adapt.tuning import heldout_errors
 
     samples = conformers(labels)
     rows = []

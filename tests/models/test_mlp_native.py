@@ -31,7 +31,7 @@ def test_celu_kernels_give_celu_and_its_exact_derivative(dtype):
     lib = _kernels(dtype)
     x = torch.randn(10_001, dtype=torch.float64) * 0.5
     y = x.to(dtype).clone()
-    native.call(lib, "celu_forward", y.numel(), y)
+    native.call(lib, "celu_bias_forward", 1, 1, y.numel(), y, torch.zeros_like(y))
     tol = dict(rtol=1e-14, atol=1e-16) if dtype == torch.float64 else dict(rtol=2e-6, atol=1e-7)
     torch.testing.assert_close(y, torch.celu(x, ALPHA).to(dtype), **tol)
     g = torch.randn_like(x).to(dtype)
@@ -141,13 +141,13 @@ def test_eval_forces_use_it_train_mode_does_not_and_without_kernels_the_ensemble
 
 
 def test_with_more_threads_a_large_batch_keeps_torchs_threaded_passes(monkeypatch):
-    from foundation.models import ani_ensemble
+    from foundation.threads import ATOMS_PER_THREAD
 
     _kernels(torch.float64)
     members = [m.eval() for m in small_members(3)]
     shared = ANIEnsemble.of(members, kind=type(members[0]))
     small = torch.zeros(10, 8, dtype=torch.float64)
-    large = torch.zeros(ani_ensemble.SMALL_SYSTEM_ATOMS + 1, 8, dtype=torch.float64)
+    large = torch.zeros(ATOMS_PER_THREAD + 1, 8, dtype=torch.float64)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     assert shared._kernels(small) is not None and shared._kernels(large) is None
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)

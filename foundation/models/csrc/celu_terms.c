@@ -17,18 +17,9 @@
 #define INV_ALPHA ((REAL)1 / (REAL)ALPHA)
 #define DERIVATIVE(y) ((y) > 0 ? (REAL)1 : (y) * INV_ALPHA + (REAL)1)
 
-/* x <- celu(x): x > 0 ? x : alpha (exp(x / alpha) - 1). */
-void celu_forward(int64_t n, REAL *x) {
-#pragma omp simd
-    for (int64_t i = 0; i < n; i++) {
-        REAL v = x[i];
-        REAL e = (REAL)ALPHA * (EXP(v < 0 ? v * INV_ALPHA : (REAL)0) - (REAL)1);
-        x[i] = v > 0 ? v : e;
-    }
-}
-
-/* x (members, rows, width) <- celu(x + bias (members, width)): a layer's bias and activation in
- * one pass over its matmul's output (baddbmm would first copy the bias into every row). */
+/* x (members, rows, width) <- celu(x + bias (members, width)), celu(v) = v > 0 ? v : alpha
+ * (exp(v / alpha) - 1): a layer's bias and activation in one pass over its matmul's output
+ * (baddbmm would first copy the bias into every row). */
 void celu_bias_forward(int64_t members, int64_t rows, int64_t width, REAL *x, const REAL *bias) {
     for (int64_t m = 0; m < members; m++)
         for (int64_t r = 0; r < rows; r++) {

@@ -24,6 +24,9 @@ class TrainerConfig:
     """Optimisation, validation and checkpointing of one run. Steps count optimiser steps."""
 
     max_steps: int = 1000
+    # CPU seconds this process may spend in the loop (validations included) before it ends as at
+    # max_steps: a fine-tune that must keep a CPU budget (foundation adapt); null: no limit
+    cpu_seconds: float | None = None
     lr: float = 1e-3  # peak learning rate of AdamW, reached after warm-up
     weight_decay: float = 1e-5  # AdamW decay, on weight matrices only (not biases)
     warmup_steps: int = 100  # linear warm-up from lr/warmup_steps to lr
@@ -69,6 +72,8 @@ class TrainerConfig:
         _non_negative(self, "trainer", "weight_decay", "warmup_steps", "min_lr", "energy_weight",
                       "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp",
                       "significance")
+        if self.cpu_seconds is not None and self.cpu_seconds <= 0:
+            raise UserError(f"trainer.cpu_seconds={self.cpu_seconds}: must be above 0 (or null: no limit)")
         if self.bootstrap_draws < 2:
             raise UserError(f"trainer.bootstrap_draws={self.bootstrap_draws}: must be 2 or more")
         _choice(self, "trainer", "schedule", SCHEDULES)

@@ -173,6 +173,7 @@ class Trainer:
             if self._floor:
                 self._observe_start(val)
         atoms, t0 = 0, time.perf_counter()
+        cpu_end = None if tc.cpu_seconds is None else time.process_time() + tc.cpu_seconds
         with StopRequest() as stop:
             self._stop = stop
             while state.step < tc.max_steps:
@@ -181,7 +182,7 @@ class Trainer:
                 lr = self.schedule.set_step(state.step)
                 metrics = self.train_step(micro if tc.accumulate > 1 else micro[0])
                 atoms += sum(b.n_atoms for b in micro)
-                last = state.step == tc.max_steps
+                last = state.step == tc.max_steps or (cpu_end is not None and time.process_time() >= cpu_end)
                 row = {}
                 if state.step % tc.log_every == 0 or last:
                     # Metrics are reduced over ranks only when logged: one scalar collective per
@@ -207,6 +208,8 @@ class Trainer:
                 if self._stop_agreed or state.step == stop_at:
                     self.save()
                     return "interrupted", val
+                if last:
+                    break
         return "completed", val
 
     def train_step(self, batch) -> dict[str, float]:

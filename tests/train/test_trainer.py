@@ -57,6 +57,16 @@ def test_float64_training_exports_float64_weights(tiny_run):
     assert load_model(result.model_path).dtype == torch.float64
 
 
+def test_a_cpu_time_limit_ends_the_run_early_as_if_it_were_max_steps(tiny_run):
+    """What `foundation adapt` relies on to keep its budget whatever a step costs on a busy machine."""
+    result = Trainer(tiny_run(max_steps=100_000, val_every=50, cpu_seconds=1.0)).train()
+    assert result.status == "completed" and 0 < result.step < 100_000
+    assert result.model_path.is_file()
+    assert int(_rows(result.run_dir)[-1]["step"]) == result.step  # validated at the step it ended
+    with pytest.raises(UserError, match="cpu_seconds"):
+        tiny_run(cpu_seconds=0.0)
+
+
 EMBEDDED_SHARDS = Path(__file__).resolve().parents[2] / "foundation" / "data" / "embedded"
 
 

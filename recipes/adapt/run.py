@@ -265,13 +265,16 @@ class _Run:
         count = self.s["members"] or len(self.start.members)
         allowed = max(self.budget * r / self.s["rounds"] - self.spent(), 0.0)  # what the round's labelling left
         step = tuning.step_seconds(self.start, train)
-        steps = tuning.plan_steps(allowed, count, step, self._fixed_seconds())
+        fixed = self._fixed_seconds()
+        steps = tuning.plan_steps(allowed, count, step, fixed)
+        loop_seconds = tuning.member_seconds(allowed, count, fixed)
         self.say(f"round {r}: fine-tuning {count} member(s) of {self.s['model']} on {len(train)} structures, "
-                 f"up to {steps} steps each (~{_hours(allowed)} allowed; a step measured {step * 1000:.0f} ms)")
+                 f"up to {steps} steps or {loop_seconds:.0f} CPU s each (~{_hours(allowed)} allowed; a step "
+                 f"measured {step * 1000:.0f} ms)")
         self.ledger.charge("choosing")
         shutil.rmtree(folder / "finetune", ignore_errors=True)  # a fine-tune killed half-way starts again
         result = tuning.finetune_round(self.s["model"], train, folder / "model.safetensors", folder / "finetune",
-                                       self.s["members"], steps, self.s["seed"], self.s["overrides"])
+                                       self.s["members"], steps, self.s["seed"], self.s["overrides"], loop_seconds)
         seconds = self.ledger.charge("fine-tuning")
         member_steps = [m["steps"] for m in result.members] or [result.steps]
         tuned = _load(result.model_path)

@@ -68,20 +68,31 @@ def step_seconds(model, samples: Sequence, max_atoms: int = 256, repeats: int = 
     return (time.process_time() - start) / repeats
 
 
+def member_seconds(seconds: float, members: int, fixed: float) -> float:
+    """CPU seconds each member's training loop may spend of `seconds`, after `fixed` per member
+    (loading, the start's validation, writing); at least one second, so a loop can end cleanly."""
+    return max(seconds / max(members, 1) - fixed, 1.0)
+
+
 def plan_steps(seconds: float, members: int, step: float, fixed: float) -> int:
-    """Steps per member that `seconds` of CPU buy, after `fixed` seconds per member (loading)."""
-    usable = seconds / max(members, 1) - fixed
+    """Steps per member that `seconds` of CPU buy, after `fixed` seconds per member (loading): what
+    the cosine schedule is laid out over. The loop's CPU limit (`member_seconds`) is what keeps the
+    budget when a step costs more than planned (a loaded machine)."""
+    usable = member_seconds(seconds, members, fixed)
     return int(np.clip(usable / (OVERHEAD * max(step, 1e-6)), MIN_STEPS, MAX_STEPS))
 
 
 def finetune_round(start: str, samples: list, out: Path, run_dir: Path, members: int | None, steps: int,
-                   seed: int, extra: Sequence[str] = ()):
-    """`foundation.finetuning.finetune` on `samples` (CC head chooses), written to `out`."""
+                   seed: int, extra: Sequence[str] = (), cpu_seconds: float | None = None):
+    """`foundation.finetuning.finetune` on `samples` (CC head chooses), written to `out`; each
+    member's loop ends after `cpu_seconds` of CPU if it has not ended before."""
     from foundation.finetuning import finetune
 
     overrides = [f"out_dir={run_dir}", "name=finetune", f"trainer.max_steps={steps}", "trainer.device=cpu",
                  f"trainer.new_head_from={CC}", f"trainer.seed={seed}", f"data.seed={seed}",
                  f"trainer.ckpt_every={max(steps, 1)}", *extra]
+    if cpu_seconds is not None:
+        overrides.insert(2, f"trainer.cpu_seconds={cpu_seconds:.3f}")
     return finetune(start, samples, fidelity=CC, out=out, overrides=overrides, verbose=False, members=members)
 
 

@@ -25,8 +25,8 @@ One run, every step on disk before the next, so the same command resumes a stopp
 
 The budget is CPU time of everything the run does: every calculation's own CPU seconds (its
 record's `cpu_seconds`) and this program's process time for sampling, choosing and fine-tuning
-(ledger.py). A share (`finetune_share`) is kept for fine-tuning; labelling stops where the rest
-is spent.
+(ledger.py). A share (`finetune_share`) is kept for fine-tuning, less once a fine-tune has been
+measured (run.py); labelling stops where the rest is spent.
 """
 
 from foundation.recipes.adapt.run import AdaptResult, adapt, parse_budget, parse_mix, parse_temperatures

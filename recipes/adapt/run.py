@@ -26,6 +26,7 @@ HOLDOUT_MAX_SHARE = 0.5  # ... and a held-out set costing more than this share i
 OVERPLAN = 1.3  # picks planned beyond a round's budget, for admission to cut where the calibrated costs say
 N_TEMPERATURES = 4  # trajectories per start over a temperature range
 FIXED_PER_MEMBER = 3.0  # CPU s a member's fine-tune costs besides its steps, until a round has measured it
+FINETUNE_MARGIN = 4.0  # a later round keeps this many times the dearest fine-tune so far (more labels, longer runs)
 
 
 @dataclasses.dataclass
@@ -317,10 +318,17 @@ class _Run:
     # ---- accounting ----------------------------------------------------------------------
     def _labelling_limit(self, r: int) -> float:
         """What may be spent in all by the end of round r's labelling: the round's even share of
-        the budget up to its end, less the fine-tuning share kept for its own fine-tune. What an
-        earlier fine-tune spent beyond its share is in `spent()`, so the later labelling shrinks."""
+        the budget up to its end, less what is kept for its own fine-tune: the fine-tuning share,
+        or, once a round has measured a fine-tune, `FINETUNE_MARGIN` times the dearest one if that
+        is less (a 3 h run's fine-tunes cost 1-2 % of it, so the share left 0.7 CPU-hours
+        unspent). What an earlier fine-tune spent beyond it is in `spent()`, so the later
+        labelling shrinks."""
         rounds = self.s["rounds"]
-        return self.budget * r / rounds - self.budget * self.s["finetune_share"] / rounds
+        kept = self.budget * self.s["finetune_share"] / rounds
+        measured = [json.loads(p.read_text()).get("finetune_seconds") or 0.0 for p in self._round_files()[: r - 1]]
+        if any(measured):
+            kept = min(kept, FINETUNE_MARGIN * max(measured))
+        return self.budget * r / rounds - kept
 
     def _fixed_seconds(self) -> float:
         """CPU seconds a member's fine-tune costs besides its steps (building the trainer, fitting

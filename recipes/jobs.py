@@ -9,11 +9,11 @@ this process, one after another (and so does a single job).
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 
-from foundation.threads import one_thread_worker, parallel_jobs
+from foundation.side_by_side import side_by_side
+from foundation.threads import parallel_jobs
 
 Job = tuple  # (recipe or None, start model or None, overrides): the arguments of ensemble.train_member
 
@@ -24,17 +24,17 @@ def default_workers() -> int:
 
 
 def train_all(jobs: Sequence[Job], quiet: bool = True, workers: int | None = None) -> list:
-    """The TrainResult of each job, in the order given."""
+    """The TrainResult of each job, in the order given: this process trains too, beside n - 1
+    spawned one-thread workers (`foundation.side_by_side`: an error stops them, a broken pool's
+    jobs train here)."""
+    jobs = list(jobs)
     n = min(workers or default_workers(), len(jobs))
-    if n <= 1:
-        return [_train(job, quiet) for job in jobs]
-    # spawn, not fork: a forked child would inherit torch's thread pools and the parent's locks
-    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=one_thread_worker) as pool:
-        return list(pool.map(_train, jobs, [quiet] * len(jobs)))
+    return side_by_side(len(jobs), functools.partial(_train_job, jobs, quiet),
+                        functools.partial(_train_job, jobs, quiet), workers=n - 1)
 
 
-def _train(job: Job, quiet: bool):
+def _train_job(jobs: list, quiet: bool, k: int):
     from foundation.recipes.ensemble import train_member
 
-    recipe, source, overrides = job
+    recipe, source, overrides = jobs[k]
     return train_member(recipe, source, list(overrides), quiet)

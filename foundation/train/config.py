@@ -39,6 +39,7 @@ class TrainerConfig:
     energy_weight: float = 1.0  # on the MSE of per-atom energies, (eV/atom)^2
     forces_weight: float = 1.0  # on the MSE of force components, (eV/Å)^2
     fidelity_weights: dict[str, float] = dataclasses.field(default_factory=dict)  # default 1 each
+    size_weighting: float = 0.0  # per-atom energy errors weighted by (n_atoms / batch mean)^this (train/loss.py)
     val_every: int = 100
     val_at_start: bool = True  # validate before the first step (shows where a fine-tune starts)
     ckpt_every: int = 500
@@ -70,7 +71,7 @@ class TrainerConfig:
         _positive(self, "trainer", "max_steps", "lr", "val_every", "ckpt_every", "log_every",
                   "keep_checkpoints", "max_nonfinite_steps", "accumulate")
         _non_negative(self, "trainer", "weight_decay", "warmup_steps", "min_lr", "energy_weight",
-                      "forces_weight", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp",
+                      "forces_weight", "size_weighting", "plateau_patience", "early_stopping_patience", "reference_ridge", "l2sp",
                       "significance")
         if self.cpu_seconds is not None and self.cpu_seconds <= 0:
             raise UserError(f"trainer.cpu_seconds={self.cpu_seconds}: must be above 0 (or null: no limit)")

@@ -2,7 +2,11 @@
 each over the structures that carry that label (the batch's masks), weighted and summed.
 
 Energies enter per atom, (E_pred - E_ref) / n_atoms, so a 50-atom molecule does not outweigh a
-5-atom one by 100x in the squared error (TorchANI and MACE do the same)."""
+5-atom one by 100x in the squared error (TorchANI and MACE do the same). That also makes a given
+error in a larger molecule's energy count less, (n_small / n_large)^2 as much: `size_weighting` p
+weighs each structure's squared per-atom error by (n_atoms / the batch's mean)^p (p = 1: the total
+energy's squared error over n_atoms), for a transfer whose CC labels are small molecules but
+whose users' are larger (docs/frontier.md)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ class LossConfig:
     energy_weight: float = 1.0
     forces_weight: float = 1.0
     fidelity_weights: dict[str, float] = dataclasses.field(default_factory=dict)  # missing: 1.0
+    size_weighting: float = 0.0  # per-atom energy errors weighted by (n_atoms / batch mean)^this
 
     def weight(self, fidelity: str) -> float:
         return float(self.fidelity_weights.get(fidelity, 1.0))
@@ -40,8 +45,12 @@ def energy_force_loss(pred: dict, batch: AtomsBatch, config: LossConfig
     total = torch.zeros((), dtype=torch.float64, device=batch.positions.device)
     parts: dict[str, torch.Tensor] = {}
     for fid, energy in pred["energy"].items():
-        e_mse = _masked_mse((energy.to(torch.float64) - batch.energy[fid]) / n_atoms,
-                            batch.energy_mask[fid])
+        diff = (energy.to(torch.float64) - batch.energy[fid]) / n_atoms
+        if config.size_weighting:
+            mask = batch.energy_mask[fid].to(diff.device)
+            mean = torch.where(mask, n_atoms, torch.zeros_like(n_atoms)).sum() / mask.sum().clamp(min=1)
+            diff = diff * (n_atoms / mean) ** (config.size_weighting / 2)
+        e_mse = _masked_mse(diff, batch.energy_mask[fid])
         part = config.energy_weight * e_mse
         parts[f"{fid}/energy"] = e_mse.detach()
         if fid in pred.get("forces", {}):

@@ -69,7 +69,7 @@ class Trainer:
         _seed(tc.seed + self.engine.rank)
         self.data = build.build_data(config)
         self.heads = list(self.data.fidelities)
-        self.loss_config = LossConfig(tc.energy_weight, tc.forces_weight, dict(tc.fidelity_weights))
+        self.loss_config = LossConfig(tc.energy_weight, tc.forces_weight, dict(tc.fidelity_weights), tc.size_weighting)
         self.selection = resolve_selection(tc.early_stopping_metric, self.heads,
                                            lambda: validation_profile(self.data.val_batches(), self.heads),
                                            tc.forces_weight)

@@ -36,6 +36,18 @@ def test_energy_enters_per_atom_and_only_where_labelled():
     assert total.item() == pytest.approx(2 * dft_e + 3 * 0.25 + 10 * 2 * cc_e)
 
 
+def test_size_weighting_counts_a_larger_molecules_energy_error_more():
+    batch = _batch()
+    pred = {"energy": {"dft": torch.tensor([-29.0, -2003.0], dtype=torch.float64),  # errors 1 and 3 eV
+                       "cc": torch.tensor([-31.5, 123.0], dtype=torch.float64)}}
+    _, parts = energy_force_loss(pred, batch, LossConfig(forces_weight=0.0, size_weighting=1.0))
+    mean = (2 + 3) / 2  # atoms, over the structures with a DFT label
+    assert parts["dft/energy"].item() == pytest.approx(((1.0 / 2) ** 2 * 2 / mean + (3.0 / 3) ** 2 * 3 / mean) / 2)
+    assert parts["cc/energy"].item() == pytest.approx((0.5 / 2) ** 2)  # one labelled structure: its own mean
+    _, total_energy = energy_force_loss(pred, batch, LossConfig(forces_weight=0.0, size_weighting=2.0))
+    assert total_energy["dft/energy"].item() == pytest.approx((1.0 ** 2 + 3.0 ** 2) / mean ** 2 / 2)
+
+
 def test_a_nan_where_there_is_no_label_does_not_leak_but_a_labelled_nan_does():
     batch = _batch()
     batch.energy["cc"][1] = math.nan  # structure 1 has no CC label

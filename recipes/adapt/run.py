@@ -275,7 +275,8 @@ class _Run:
         self.ledger.charge("choosing")
         shutil.rmtree(folder / "finetune", ignore_errors=True)  # a fine-tune killed half-way starts again
         result = tuning.finetune_round(self.s["model"], train, folder / "model.safetensors", folder / "finetune",
-                                       self.s["members"], steps, self.s["seed"], self.s["overrides"], loop_seconds)
+                                       self.s["members"], steps, self.s["seed"], self.s["overrides"], loop_seconds,
+                                       self.start.heads)
         seconds = self.ledger.charge("fine-tuning")
         member_steps = [m["steps"] for m in result.members] or [result.steps]
         tuned = _load(result.model_path)

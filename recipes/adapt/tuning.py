@@ -83,14 +83,18 @@ def plan_steps(seconds: float, members: int, step: float, fixed: float) -> int:
 
 
 def finetune_round(start: str, samples: list, out: Path, run_dir: Path, members: int | None, steps: int,
-                   seed: int, extra: Sequence[str] = (), cpu_seconds: float | None = None):
+                   seed: int, extra: Sequence[str] = (), cpu_seconds: float | None = None,
+                   start_heads: Sequence[str] = (CC,)):
     """`foundation.finetuning.finetune` on `samples` (CC head chooses), written to `out`; each
-    member's loop ends after `cpu_seconds` of CPU if it has not ended before."""
+    member's loop ends after `cpu_seconds` of CPU if it has not ended before. Heads the start
+    lacks (`start_heads`: its heads) are copied from its CC head, or its default head when it has
+    none (ANI-1x)."""
     from foundation.finetuning import finetune
 
     overrides = [f"out_dir={run_dir}", "name=finetune", f"trainer.max_steps={steps}", "trainer.device=cpu",
-                 f"trainer.new_head_from={CC}", f"trainer.seed={seed}", f"data.seed={seed}",
-                 f"trainer.ckpt_every={max(steps, 1)}", *extra]
+                 f"trainer.seed={seed}", f"data.seed={seed}", f"trainer.ckpt_every={max(steps, 1)}", *extra]
+    if CC in start_heads:
+        overrides.insert(4, f"trainer.new_head_from={CC}")
     if cpu_seconds is not None:
         overrides.insert(2, f"trainer.cpu_seconds={cpu_seconds:.3f}")
     return finetune(start, samples, fidelity=CC, out=out, overrides=overrides, verbose=False, members=members)

@@ -146,3 +146,28 @@ def test_a_later_round_keeps_for_its_fine_tune_what_one_cost_not_the_whole_share
     assert run._labelling_limit(2) == pytest.approx(10800 - FINETUNE_MARGIN * 40.0)
     (tmp_path / "rounds" / "round-1" / "round.json").write_text(json.dumps({"finetune_seconds": 1000.0}))
     assert run._labelling_limit(2) == pytest.approx(10800 - 1350)  # never more than the share
+
+
+def test_a_start_without_a_cc_head_such_as_ani_1x_gets_one_copied_from_its_default_head(tmp_path, make_samples):
+    """adapt's fine-tune named the CC head as the one to copy new heads from, which ANI-1x lacks."""
+    from foundation.hub.format import save_model
+    from foundation.loading import load_model
+    from foundation.models.ensemble import EnsembleModel
+    from foundation.models.registry import build_model
+    from foundation.recipes.adapt.tuning import finetune_round
+
+    from tests.conftest import TINY_MODEL
+
+    import torch
+
+    members = []
+    for k in range(2):
+        torch.manual_seed(k)
+        members.append(build_model(dict(TINY_MODEL)))
+    start = save_model(EnsembleModel.from_members(members), tmp_path / "dft_only.safetensors")
+    assert CC not in load_model(start).heads
+    samples = make_samples(n_molecules=3, n_conformers=4, fidelity=CC, forces=False)
+    result = finetune_round(str(start), samples, tmp_path / "model.safetensors", tmp_path / "run", None, 4, 0,
+                            start_heads=load_model(start).heads)
+    tuned = load_model(result.model_path)
+    assert CC in tuned.heads and tuned.default_head == CC

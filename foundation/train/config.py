@@ -24,9 +24,6 @@ class TrainerConfig:
     """Optimisation, validation and checkpointing of one run. Steps count optimiser steps."""
 
     max_steps: int = 1000
-    # CPU seconds this process may spend in the loop (validations included) before it ends as at
-    # max_steps: a fine-tune that must keep a CPU budget (foundation adapt); null: no limit
-    cpu_seconds: float | None = None
     lr: float = 1e-3  # peak learning rate of AdamW, reached after warm-up
     weight_decay: float = 1e-5  # AdamW decay, on weight matrices only (not biases)
     warmup_steps: int = 100  # linear warm-up from lr/warmup_steps to lr
@@ -65,6 +62,9 @@ class TrainerConfig:
     max_nonfinite_steps: int = 10  # consecutive NaN/inf steps tolerated (each skipped) before stopping
     accumulate: int = 1  # batches per optimiser step and rank: the global batch is world × accumulate × batch
     l2sp: float = 0.0  # pull toward the start's weights, strength/2 * sum (w - w0)^2 (train/anchor.py); 0: off
+    # CPU seconds this process may spend in the loop (validations included) before it ends as at
+    # max_steps: a fine-tune that must keep a CPU budget (foundation adapt); null: no limit
+    cpu_seconds: float | None = None
 
     def __post_init__(self):
         check_types(self, "trainer")

@@ -318,18 +318,8 @@ class _Run:
 
     # ---- accounting ----------------------------------------------------------------------
     def _labelling_limit(self, r: int) -> float:
-        """What may be spent in all by the end of round r's labelling: the round's even share of
-        the budget up to its end, less what is kept for its own fine-tune: the fine-tuning share,
-        or, once a round has measured a fine-tune, `FINETUNE_MARGIN` times the dearest one if that
-        is less (a 3 h run's fine-tunes cost 1-2 % of it, so the share left 0.7 CPU-hours
-        unspent). What an earlier fine-tune spent beyond it is in `spent()`, so the later
-        labelling shrinks."""
-        rounds = self.s["rounds"]
-        kept = self.budget * self.s["finetune_share"] / rounds
-        measured = [json.loads(p.read_text()).get("finetune_seconds") or 0.0 for p in self._round_files()[: r - 1]]
-        if any(measured):
-            kept = min(kept, FINETUNE_MARGIN * max(measured))
-        return self.budget * r / rounds - kept
+        finetunes = [json.loads(p.read_text()).get("finetune_seconds") or 0.0 for p in self._round_files()[: r - 1]]
+        return labelling_limit(self.budget, self.s["rounds"], self.s["finetune_share"], r, finetunes)
 
     def _fixed_seconds(self) -> float:
         """CPU seconds a member's fine-tune costs besides its steps (building the trainer, fitting
@@ -357,6 +347,19 @@ class _Run:
                 break
             found.append(path)
         return found
+
+
+def labelling_limit(budget: float, rounds: int, finetune_share: float, r: int, finetunes: Sequence[float] = ()) -> float:
+    """What may be spent in all by the end of round r's labelling: the round's even share of the
+    budget up to its end, less what is kept for its own fine-tune: the fine-tuning share, or, once
+    earlier rounds have measured their fine-tunes (`finetunes`, CPU seconds), `FINETUNE_MARGIN`
+    times the dearest if that is less (a 3 h run's fine-tunes cost 1-2 % of it, so the share left
+    0.7 CPU-hours unspent). What an earlier fine-tune spent beyond it is in what has been spent, so
+    the later labelling shrinks."""
+    kept = budget * finetune_share / rounds
+    if any(finetunes):
+        kept = min(kept, FINETUNE_MARGIN * max(finetunes))
+    return budget * r / rounds - kept
 
 
 def _load(path):

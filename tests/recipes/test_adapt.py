@@ -82,7 +82,7 @@ def test_a_run_keeps_its_budget_and_writes_a_model_the_calculator_and_md_take(st
     from foundation.recipes.adapt import adapt
     from foundation.recipes.adapt.labelling import records
 
-    budget = 40.0
+    budget = 60.0  # 40 s bought fewer than 5 CC labels in round 1 on a machine loaded twice over
     result = adapt(["O", "CO"], out=tmp_path / "run", budget=budget, model=str(start), md_steps=400, holdout=2,
                    workers=2, members=2, verbose=False)
     assert result.spent_seconds <= 1.1 * budget  # the run's own accounting: calculations + this program

@@ -130,22 +130,13 @@ def test_the_ledger_charges_child_processes_cpu_unless_it_is_counted_elsewhere(t
     assert 0.3 <= ledger.seconds() < 0.6
 
 
-def test_a_later_round_keeps_for_its_fine_tune_what_one_cost_not_the_whole_share(tmp_path):
+def test_a_later_round_keeps_for_its_fine_tune_what_one_cost_not_the_whole_share():
     """A 3 h run's fine-tunes cost 1-2 % of it: keeping a quarter for them left 0.7 CPU-hours unspent."""
-    import json
+    from foundation.recipes.adapt.run import FINETUNE_MARGIN, labelling_limit
 
-    from foundation.recipes.adapt.labelling import SlurmSettings
-    from foundation.recipes.adapt.run import FINETUNE_MARGIN, _Run
-
-    settings = {"budget_seconds": 10800.0, "rounds": 2, "finetune_share": 0.25}
-    run = _Run(tmp_path, settings, print, SlurmSettings())
-    assert run._labelling_limit(1) == pytest.approx(5400 - 1350)  # nothing measured: the share
-    (tmp_path / "rounds" / "round-1").mkdir(parents=True)
-    (tmp_path / "rounds" / "round-1" / "round.json").write_text(json.dumps({"finetune_seconds": 40.0}))
-    assert run._labelling_limit(1) == pytest.approx(5400 - 1350)  # round 1's own limit does not move
-    assert run._labelling_limit(2) == pytest.approx(10800 - FINETUNE_MARGIN * 40.0)
-    (tmp_path / "rounds" / "round-1" / "round.json").write_text(json.dumps({"finetune_seconds": 1000.0}))
-    assert run._labelling_limit(2) == pytest.approx(10800 - 1350)  # never more than the share
+    assert labelling_limit(10800.0, 2, 0.25, 1) == pytest.approx(5400 - 1350)  # nothing measured: the share
+    assert labelling_limit(10800.0, 2, 0.25, 2, [40.0]) == pytest.approx(10800 - FINETUNE_MARGIN * 40.0)
+    assert labelling_limit(10800.0, 2, 0.25, 2, [1000.0, 30.0]) == pytest.approx(10800 - 1350)  # never above the share
 
 
 def test_a_start_without_a_cc_head_such_as_ani_1x_gets_one_copied_from_its_default_head(tmp_path, make_samples):

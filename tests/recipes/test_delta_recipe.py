@@ -20,9 +20,10 @@ NO_MACE = "mace-torch not installed: pip install 'foundation-mlip[mace]'"
 
 
 def test_trains_the_correction_and_keeps_the_base_bit_identical(pretrained, tiny, runs_dir):
-    # The mechanism, not the floor: 10 steps need not beat the start by its sampling error, so
-    # any lower validation value counts here (trainer.significance=0)
-    result = delta.run(pretrained, [*tiny, "name=delta", "trainer.max_steps=10", "trainer.significance=0"], quiet=True)
+    # The mechanism, not the floor (tests/finetuning): 10 steps need not beat the start on
+    # validation, whose molecules change as the embedded data grows, so the steps are written
+    # whatever validation says (trainer.allow_worse)
+    result = delta.run(pretrained, [*tiny, "name=delta", "trainer.max_steps=10", "trainer.allow_worse=true"], quiet=True)
     base, init, after = weights(pretrained), weights(runs_dir / "delta" / delta.INIT_NAME), weights(result.model_path)
     assert set(after) == {f"base.{n}" for n in base} | {n for n in after if n.startswith("delta.")}
     for name, tensor in base.items():  # weights and the DFT head's reference energies

@@ -82,9 +82,11 @@ def test_a_run_keeps_its_budget_and_writes_a_model_the_calculator_and_md_take(st
     from foundation.recipes.adapt import adapt
     from foundation.recipes.adapt.labelling import records
 
-    budget = 60.0  # 40 s bought fewer than 5 CC labels in round 1 on a machine loaded twice over
-    result = adapt(["O", "CO"], out=tmp_path / "run", budget=budget, model=str(start), md_steps=400, holdout=2,
-                   workers=2, members=2, verbose=False)
+    # Sized so that the budget, not the candidates, ends the labelling, with 5 or more CC labels
+    # in round 1 also on a machine loaded twice over (40 s and a half-CC mix bought 3 there)
+    budget = 60.0
+    result = adapt(["O", "CO"], out=tmp_path / "run", budget=budget, model=str(start), md_steps=800, holdout=2,
+                   workers=2, members=2, mix="ccsdt_ccpvdz=0.7,mp2_ccpvdz=0.3", verbose=False)
     assert result.spent_seconds <= 1.1 * budget  # the run's own accounting: calculations + this program
     picks = sum(len(json.loads(p.read_text())) for p in (tmp_path / "run").rglob("picks.json"))
     trained = sum(s["split"] == "train" for s, _ in records(tmp_path / "run"))

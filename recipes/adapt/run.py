@@ -152,7 +152,7 @@ class _Run:
         self.held = self._holdout()
         self.costs = labelling.calibrated(costs_module.CostModel.prior(list(self.s["mix"])), self.out)
         self._say_plan()
-        records = [json.loads(p.read_text()) for p in self._round_files()]
+        records = self._round_records()
         for r in range(1, self.s["rounds"] + 1):
             if r <= len(records):
                 continue
@@ -318,14 +318,13 @@ class _Run:
 
     # ---- accounting ----------------------------------------------------------------------
     def _labelling_limit(self, r: int) -> float:
-        finetunes = [json.loads(p.read_text()).get("finetune_seconds") or 0.0 for p in self._round_files()[: r - 1]]
+        finetunes = [d.get("finetune_seconds") or 0.0 for d in self._round_records()[: r - 1]]
         return labelling_limit(self.budget, self.s["rounds"], self.s["finetune_share"], r, finetunes)
 
     def _fixed_seconds(self) -> float:
         """CPU seconds a member's fine-tune costs besides its steps (building the trainer, fitting
         references, validations, writing): measured on the last round, else a prior."""
-        done = [json.loads(p.read_text()) for p in self._round_files()]
-        measured = [d for d in done if d.get("finetune_seconds") and d.get("member_steps")]
+        measured = [d for d in self._round_records() if d.get("finetune_seconds") and d.get("member_steps")]
         if not measured:
             return FIXED_PER_MEMBER + self.load_seconds
         d = measured[-1]
@@ -338,6 +337,10 @@ class _Run:
 
     def spent(self) -> float:
         return self.ledger.seconds() + sum(labelling.labelling_seconds(self.out).values())
+
+    def _round_records(self) -> list[dict]:
+        """The finished rounds' records (round.json), in order."""
+        return [json.loads(p.read_text()) for p in self._round_files()]
 
     def _round_files(self) -> list[Path]:
         found = []

@@ -92,11 +92,10 @@ def finetune_round(start: str, samples: list, out: Path, run_dir: Path, members:
     from foundation.finetuning import finetune
 
     overrides = [f"out_dir={run_dir}", "name=finetune", f"trainer.max_steps={steps}", "trainer.device=cpu",
-                 f"trainer.seed={seed}", f"data.seed={seed}", f"trainer.ckpt_every={max(steps, 1)}", *extra]
-    if CC in start_heads:
-        overrides.insert(4, f"trainer.new_head_from={CC}")
-    if cpu_seconds is not None:
-        overrides.insert(2, f"trainer.cpu_seconds={cpu_seconds:.3f}")
+                 f"trainer.seed={seed}", f"data.seed={seed}", f"trainer.ckpt_every={max(steps, 1)}"]
+    overrides += [f"trainer.new_head_from={CC}"] if CC in start_heads else []
+    overrides += [f"trainer.cpu_seconds={cpu_seconds:.3f}"] if cpu_seconds is not None else []
+    overrides += list(extra)  # the caller's last: they win
     return finetune(start, samples, fidelity=CC, out=out, overrides=overrides, verbose=False, members=members)
 
 

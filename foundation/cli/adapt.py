@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                         help="starting structures (any file ASE reads); one molecule per formula and bonds")
     parser.add_argument("--budget", required=True, help="CPU time for the whole run, e.g. 3h, 90m, 600s")
     parser.add_argument("--out", required=True, metavar="DIR", help="the run's folder (also to resume it)")
-    parser.add_argument("--model", default="ani-1x-ccsdt", help="the start: an ensemble (default ani-1x-ccsdt)")
+    parser.add_argument("--model", default="ani-1x", help="the start: an ensemble (default ani-1x)")
     parser.add_argument("--temperature", default="300..600", metavar="T|LOW..HIGH",
                         help="MD temperature(s) in K (a range: 4 temperatures; default 300..600)")
     parser.add_argument("--workers", type=int, default=None, help="labelling processes (default: all cores)")

@@ -162,3 +162,12 @@ def test_a_start_without_a_cc_head_such_as_ani_1x_gets_one_copied_from_its_defau
                             start_heads=load_model(start).heads)
     tuned = load_model(result.model_path)
     assert CC in tuned.heads and tuned.default_head == CC
+
+
+def test_the_command_and_the_function_start_from_the_same_model():
+    from foundation.cli.main import build_parser
+    from foundation.recipes.adapt.run import DEFAULT_START, adapt
+    import inspect
+
+    args = build_parser().parse_args(["adapt", "--smiles", "O", "--budget", "1m", "--out", "x"])
+    assert args.model == DEFAULT_START == inspect.signature(adapt).parameters["model"].default == "ani-1x"

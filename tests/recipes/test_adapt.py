@@ -82,17 +82,16 @@ def test_a_run_keeps_its_budget_and_writes_a_model_the_calculator_and_md_take(st
     from foundation.recipes.adapt import adapt
     from foundation.recipes.adapt.labelling import records
 
-    # Sized so that the budget, not the candidates, ends round 1's labelling, with 5 or more CC labels
-    # in it also on a machine loaded twice over. The program's own CPU (MD, startup) varies 12-30 s
-    # with the load and is charged first, so the round's room for labels varies with it: 60 s and a
-    # 0.7 CC mix bought 2 CC labels in CI; CC only at 90 s bought 20 under double load here, with 30 picks left.
+    # Sized so that round 1 buys 5 or more CC labels also on a machine loaded twice over. Whether the
+    # budget or the candidates end the labelling here depends on the machine: the program's own CPU
+    # (MD, startup), charged first, took 5-30 s of round 1's 34 s in CI and here, and the labels of
+    # every candidate cost ~25 s; so that is not asserted (admission's cut: test_label_admit.py).
     budget = 90.0
     result = adapt(["O", "CO"], out=tmp_path / "run", budget=budget, model=str(start), md_steps=800, holdout=2,
                    workers=2, members=2, mix="ccsdt_ccpvdz=1", verbose=False)
     assert result.spent_seconds <= 1.1 * budget  # the run's own accounting: calculations + this program
-    picks = sum(len(json.loads(p.read_text())) for p in (tmp_path / "run").rglob("picks.json"))
-    trained = sum(s["split"] == "train" for s, _ in records(tmp_path / "run"))
-    assert 0 < trained < picks  # the budget, not the candidates, ended the labelling
+    trained = [s for s, _ in records(tmp_path / "run") if s["split"] == "train"]
+    assert len(trained) >= 5
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert [p["point"] for p in report["curve"]] == ["start", "round 1", "round 2"]
     assert {row["molecule"] for row in report["molecules"]} == {"mol00", "mol01"}

@@ -171,3 +171,23 @@ def test_the_command_and_the_function_start_from_the_same_model():
 
     args = build_parser().parse_args(["adapt", "--smiles", "O", "--budget", "1m", "--out", "x"])
     assert args.model == DEFAULT_START == inspect.signature(adapt).parameters["model"].default == "ani-1x"
+
+
+def test_admission_starts_a_calculation_only_while_spent_in_flight_and_its_estimate_fit(tmp_path):
+    from types import SimpleNamespace
+
+    from foundation.recipes.adapt.labelling import Admission
+
+    costs = CostModel.prior(["ccsdt_ccpvdz"])
+    water = np.array([8, 1, 1])
+    estimate = costs.seconds("ccsdt_ccpvdz", basis_functions(water))
+    spent = [0.0]
+    admit = Admission(tmp_path, tmp_path / "labels", costs, limit=10.0, spent_elsewhere=lambda: spent[0],
+                      always=frozenset({"held"}))
+    task = lambda name: SimpleNamespace(id=name, numbers=water)  # noqa: E731
+    assert admit(task("a"), "ccsdt_ccpvdz")  # 0 + its estimate fits 10 s
+    spent[0] = 10.0 - 1.5 * estimate  # a's estimate still in flight: one more does not fit
+    assert not admit(task("b"), "ccsdt_ccpvdz")
+    assert admit(task("held"), "ccsdt_ccpvdz")  # the held-out set is labelled whatever the budget
+    spent[0] = 10.0 - 3.5 * estimate  # a and held in flight
+    assert admit(task("b"), "ccsdt_ccpvdz")

@@ -31,12 +31,18 @@ def conformers(smiles: str, n: int):
     return md_conformers(smiles, n, seed=stable_seed(SEED, smiles), temperatures=TEMPERATURES)
 
 
-def build(n: int, molecules_path: Path, out_dir: Path, levels: list[str] = LEVELS) -> int:
-    molecules = json.loads(molecules_path.read_text())["molecules"]
+def thermal_structures(molecules: list[dict], n: int, levels: list[str], prefix: str = "") -> list[Structure]:
+    """`n` thermal conformers of each molecule ({name, smiles, split}), round-robin: conformer r of
+    every molecule before conformer r+1 of any. `prefix` sets their ids apart from another set's
+    structures of the same molecules (shard keys are ids)."""
     confs = [conformers(m["smiles"], n) for m in molecules]
-    structures = [Structure(id=f"{m['name']}/{k:04d}", molecule=m["name"], numbers=c[k].numbers,
-                            positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=list(levels))
-                  for k in range(n) for m, c in zip(molecules, confs)]
+    return [Structure(id=f"{prefix}{m['name']}/{k:04d}", molecule=m["name"], numbers=c[k].numbers,
+                      positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=list(levels))
+            for k in range(n) for m, c in zip(molecules, confs)]
+
+
+def build(n: int, molecules_path: Path, out_dir: Path, levels: list[str] = LEVELS) -> int:
+    structures = thermal_structures(json.loads(molecules_path.read_text())["molecules"], n, levels)
     write_structures(out_dir, structures, replace=True)
     return len(structures)
 

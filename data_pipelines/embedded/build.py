@@ -3,7 +3,8 @@
     foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels --workers 2
     foundation data label --out data_pipelines/cc_set/labels --workers 2     # the CC set (see cc_set/)
     foundation data label --out data_pipelines/mp2_set/labels --workers 2    # the MP2 rung (see mp2_set/)
-    foundation data label --out data_pipelines/cc_thermal/labels --workers 2 # CC on thermal conformers
+    foundation data label --out data_pipelines/thermal/cc/labels --workers 2  # thermal conformers (see thermal/)
+    foundation data label --out data_pipelines/thermal/mp2/labels --workers 2
     foundation data label --out data_pipelines/frontier/labels --workers 2   # frontier_val/frontier_test
     python -m foundation.pipelines.embedded.build
 
@@ -29,12 +30,13 @@ from foundation.pipelines.label.export import level_metadata, load_samples, merg
 HERE = Path(__file__).parent
 # The frontier's splits (frontier_val, frontier_test) are named apart from train/val/test, so no
 # training reads them; they ship so an installed wheel can score on them.
-LABELS = tuple(HERE.parent / f / "labels" for f in ("embedded", "cc_set", "mp2_set", "cc_thermal", "frontier"))
+FOLDERS = ("embedded", "cc_set", "mp2_set", "thermal/cc", "thermal/mp2", "frontier")
+LABELS = tuple(HERE.parent / f / "labels" for f in FOLDERS)
 OUT = HERE.parent.parent / "foundation" / "data" / "embedded"
 SAMPLES_PER_SHARD = 100  # several shards per split, so ranks x workers each get their own
 COMMAND = " && ".join(
     ["foundation data label --plan data_pipelines/embedded/plan.json --out data_pipelines/embedded/labels --workers 2",
-     *(f"foundation data label --out data_pipelines/{f}/labels --workers 2" for f in ("cc_set", "mp2_set", "cc_thermal", "frontier")),
+     *(f"foundation data label --out data_pipelines/{f}/labels --workers 2" for f in FOLDERS[1:]),
      "python -m foundation.pipelines.embedded.build"])
 
 

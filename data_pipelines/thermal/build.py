@@ -1,5 +1,4 @@
-"""Write `labels/structures.jsonl`: thermal conformers of the CC set's training molecules, each to
-be labelled at CCSD(T)/cc-pVDZ and RI-MP2/cc-pVDZ.
+"""Write `<set>/labels/structures.jsonl`: thermal conformers of a training set's molecules.
 
 Molecules of up to `SMALL` heavy atoms come first (every conformer of theirs, round-robin), then
 the larger ones (round-robin again): a CCSD(T) energy costs seconds at 3-4 heavy atoms and minutes
@@ -20,35 +19,46 @@ from ..frontier.build import thermal_structures
 from ..label.structures import refuse_if_labelled, write_structures
 
 HERE = Path(__file__).parent
-MOLECULES = HERE.parent / "cc_set" / "molecules.json"
-LEVELS = ["ccsdt_ccpvdz", "mp2_ccpvdz_ri"]
+# set -> (its molecules, the levels each conformer gets, conformers per molecule)
+SETS = {
+    "cc": (HERE.parent / "cc_set" / "molecules.json", ["ccsdt_ccpvdz", "mp2_ccpvdz_ri"], 4),
+    "mp2": (HERE.parent / "mp2_set" / "molecules.json", ["mp2_ccpvdz_ri"], 3),
+}
 SMALL = 4  # heavy atoms
-PREFIX = "thermal/"  # the CC set labels the same molecules under ids "<name>/<k>"
 
 
-def training_molecules(path: Path = MOLECULES) -> list[dict]:
-    """The CC set's training molecules, fewest heavy atoms first (ties in file order)."""
+def training_molecules(path: Path) -> list[dict]:
+    """The training molecules of a molecules.json, fewest heavy atoms first (ties in file order)."""
     molecules = [m for m in json.loads(path.read_text())["molecules"] if m["split"] == "train"]
     return sorted(molecules, key=lambda m: m["heavy_atoms"])
 
 
-def build(n: int, out_dir: Path, molecules_path: Path = MOLECULES, levels: list[str] = LEVELS) -> int:
-    molecules = training_molecules(molecules_path)
+def prefix(name: str) -> str:
+    """Ids apart from the source set's own structures of the same molecules (shard keys are ids)."""
+    return f"thermal-{name}/"
+
+
+def build(name: str, out_dir: Path | None = None, n: int | None = None) -> int:
+    path, levels, default_n = SETS[name]
+    molecules, n = training_molecules(path), n or default_n
     small = [m for m in molecules if m["heavy_atoms"] <= SMALL]
     large = [m for m in molecules if m["heavy_atoms"] > SMALL]
-    structures = [*thermal_structures(small, n, levels, PREFIX), *thermal_structures(large, n, levels, PREFIX)]
-    write_structures(out_dir, structures, replace=True)
+    structures = [*thermal_structures(small, n, levels, prefix(name)),
+                  *thermal_structures(large, n, levels, prefix(name))]
+    write_structures(out_dir or HERE / name / "labels", structures, replace=True)
     return len(structures)
 
 
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--conformers", type=int, default=4, help="thermal conformers per molecule")
-    parser.add_argument("--out", type=Path, default=HERE / "labels")
+    parser.add_argument("--set", dest="name", choices=sorted(SETS), required=True)
+    parser.add_argument("--conformers", type=int, help="thermal conformers per molecule (default: the set's)")
+    parser.add_argument("--out", type=Path, help="default: data_pipelines/thermal/<set>/labels")
     args = parser.parse_args(argv)
-    refuse_if_labelled(args.out)
-    print(f"{build(args.conformers, args.out)} structures -> {args.out}/structures.jsonl")
+    out = args.out or HERE / args.name / "labels"
+    refuse_if_labelled(out)
+    print(f"{build(args.name, out, args.conformers)} structures -> {out}/structures.jsonl")
     return 0
 
 

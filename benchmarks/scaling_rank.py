@@ -121,10 +121,10 @@ def instrument(trainer, timeline: Timeline) -> None:
             timeline.current["grad_exposed_ms"] += 1e3 * (_now() - max(ready))
             ready.clear()
 
-    def timed_all_reduce(values, op="mean"):
+    def timed_all_reduce(values, op="mean", **kw):
         start, key = _now(), "scalar_sync_in_step_ms" if timeline.in_step else "scalar_sync_loop_ms"
         try:
-            return all_reduce(values, op)
+            return all_reduce(values, op, **kw)
         finally:
             timeline.current[key] = timeline.current.get(key, 0.0) + 1e3 * (_now() - start)
 

@@ -186,9 +186,10 @@ class Trainer:
                 row = {}
                 if state.step % tc.log_every == 0 or last:
                     # Metrics are reduced over ranks only when logged: one scalar collective per
-                    # step otherwise (train_step's flags), each a point where ranks wait.
+                    # step otherwise (train_step's flags), each a point where ranks wait. Uneven:
+                    # a rank whose batches lacked a fidelity has no loss part for it.
                     elapsed = max(time.perf_counter() - t0, 1e-9)
-                    row = self.engine.all_reduce(metrics, "mean") | {
+                    row = self.engine.all_reduce(metrics, "mean", uneven=True) | {
                         "lr": lr, "atoms_per_s": self.engine.world_size * atoms / elapsed,
                         "memory_mb": self.engine.all_reduce({"m": self.engine.memory_mb()}, "max")["m"]}
                     row |= self._skipped_data()

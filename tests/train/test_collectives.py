@@ -17,9 +17,9 @@ def _counting(trainer: Trainer) -> list[tuple[int, tuple[str, ...]]]:
     calls = []
     reduce = trainer.engine.all_reduce
 
-    def counted(values, op="mean"):
+    def counted(values, op="mean", **kw):
         calls.append((trainer.state.step, tuple(sorted(values))))
-        return reduce(values, op)
+        return reduce(values, op, **kw)
 
     trainer.engine.all_reduce = counted
     return calls

@@ -54,8 +54,10 @@ class Engine(abc.ABC):
         """Drop this step's gradients without updating the weights."""
 
     @abc.abstractmethod
-    def all_reduce(self, values: dict[str, float], op: str = "mean") -> dict[str, float]:
-        """Combine per-rank scalars (`op`: mean | sum | max) so every rank sees the same."""
+    def all_reduce(self, values: dict[str, float], op: str = "mean", uneven: bool = False) -> dict[str, float]:
+        """Combine per-rank scalars (`op`: mean | sum | max) so every rank sees the same. The ranks
+        must hold the same keys unless `uneven`: then every key any rank holds comes back, a mean
+        over the ranks that hold it (the loss parts of a fidelity one rank's batch lacks)."""
 
     @abc.abstractmethod
     def state_dict(self) -> dict:

@@ -177,14 +177,20 @@ class ProcessGroupEngine(Engine):
         self.rank, self.world_size = env.rank, env.world_size
         self.lr_scale = config.lr_scale(env.world_size)
 
-    def all_reduce(self, values: dict[str, float], op: str = "mean") -> dict[str, float]:
-        if not values:
+    def all_reduce(self, values: dict[str, float], op: str = "mean", uneven: bool = False) -> dict[str, float]:
+        if uneven:  # the ranks first agree on the union of their keys (one more collective)
+            keys = sorted(set().union(*self.all_gather_object(sorted(values))))
+        else:
+            keys = sorted(values)
+        if not keys:
             return {}
-        keys = sorted(values)
-        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=self._comm_device)
+        missing = -math.inf if op == "max" else 0.0
+        row = [float(values.get(k, missing)) for k in keys]
+        counts = [float(k in values) for k in keys] if uneven and op == "mean" else []
+        tensor = torch.tensor(row + counts, dtype=torch.float64, device=self._comm_device)
         dist.all_reduce(tensor, _REDUCE_OPS[op])
         if op == "mean":
-            tensor /= self.world_size
+            tensor = tensor[:len(keys)] / (tensor[len(keys):] if counts else self.world_size)
         return dict(zip(keys, tensor.tolist()))
 
     def all_gather_object(self, obj) -> list:

@@ -16,7 +16,7 @@ class SingleEngine(LocalOptimizer, Engine):
         self._model, self._optimizer = model, optimizer
         return model
 
-    def all_reduce(self, values: dict[str, float], op: str = "mean") -> dict[str, float]:
+    def all_reduce(self, values: dict[str, float], op: str = "mean", uneven: bool = False) -> dict[str, float]:
         return {k: float(v) for k, v in values.items()}
 
 

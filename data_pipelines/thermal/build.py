@@ -38,14 +38,14 @@ def prefix(name: str) -> str:
     return f"thermal-{name}/"
 
 
-def build(name: str, out_dir: Path | None = None, n: int | None = None) -> int:
+def build(name: str, out_dir: Path, n: int | None = None) -> int:
     path, levels, default_n = SETS[name]
     molecules, n = training_molecules(path), n or default_n
     small = [m for m in molecules if m["heavy_atoms"] <= SMALL]
     large = [m for m in molecules if m["heavy_atoms"] > SMALL]
     structures = [*thermal_structures(small, n, levels, prefix(name)),
                   *thermal_structures(large, n, levels, prefix(name))]
-    write_structures(out_dir or HERE / name / "labels", structures, replace=True)
+    write_structures(out_dir, structures, replace=True)
     return len(structures)
 
 

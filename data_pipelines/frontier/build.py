@@ -31,14 +31,16 @@ def conformers(smiles: str, n: int):
     return md_conformers(smiles, n, seed=stable_seed(SEED, smiles), temperatures=TEMPERATURES)
 
 
-def thermal_structures(molecules: list[dict], n: int, levels: list[str], prefix: str = "") -> list[Structure]:
-    """`n` thermal conformers of each molecule ({name, smiles, split}), round-robin: conformer r of
-    every molecule before conformer r+1 of any. `prefix` sets their ids apart from another set's
-    structures of the same molecules (shard keys are ids)."""
+def thermal_structures(molecules: list[dict], n: int, levels: list[str], prefix: str = "",
+                       first: int = 0) -> list[Structure]:
+    """Thermal conformers `first`..`n`-1 of each molecule ({name, smiles, split}), round-robin:
+    conformer r of every molecule before conformer r+1 of any. `prefix` sets their ids apart from
+    another set's structures of the same molecules (shard keys are ids); `first` skips the
+    conformers another set already holds (the sampler draws the same sequence for any `n`)."""
     confs = [conformers(m["smiles"], n) for m in molecules]
     return [Structure(id=f"{prefix}{m['name']}/{k:04d}", molecule=m["name"], numbers=c[k].numbers,
                       positions=c[k].positions, sampling=c[k].method, split=m["split"], levels=list(levels))
-            for k in range(n) for m, c in zip(molecules, confs)]
+            for k in range(first, n) for m, c in zip(molecules, confs)]
 
 
 def build(n: int, molecules_path: Path, out_dir: Path, levels: list[str] = LEVELS) -> int:

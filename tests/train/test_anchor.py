@@ -53,3 +53,5 @@ def test_the_l2sp_recipe_is_finetune_with_a_pull_instead_of_frozen_layers():
     l2sp = load_run_config(["recipe=finetune_l2sp", "trainer.init_from=ani-1x"])
     assert l2sp.trainer.l2sp > 0 and l2sp.trainer.freeze == [] and plain.trainer.l2sp == 0
     assert (l2sp.trainer.lr, l2sp.data.fidelities) == (plain.trainer.lr, plain.data.fidelities)
+    # it trains to the end of its schedule: early stopping on the small molecules picked noisy steps
+    assert l2sp.trainer.early_stopping_patience == 0 and plain.trainer.early_stopping_patience > 0

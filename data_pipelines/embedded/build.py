@@ -6,6 +6,7 @@
     foundation data label --out data_pipelines/thermal/cc/labels --workers 2  # thermal conformers (see thermal/)
     foundation data label --out data_pipelines/thermal/mp2/labels --workers 2
     foundation data label --out data_pipelines/thermal/mp2cc/labels --workers 2
+    foundation data label --out data_pipelines/small_val/labels --workers 2  # more small validation molecules
     foundation data label --out data_pipelines/frontier/labels --workers 2   # frontier_val/frontier_test
     python -m foundation.pipelines.embedded.build
 
@@ -31,7 +32,7 @@ from foundation.pipelines.label.export import level_metadata, load_samples, merg
 HERE = Path(__file__).parent
 # The frontier's splits (frontier_val, frontier_test) are named apart from train/val/test, so no
 # training reads them; they ship so an installed wheel can score on them.
-FOLDERS = ("embedded", "cc_set", "mp2_set", "thermal/cc", "thermal/mp2", "thermal/mp2cc", "frontier")
+FOLDERS = ("embedded", "cc_set", "mp2_set", "thermal/cc", "thermal/mp2", "thermal/mp2cc", "small_val", "frontier")
 LABELS = tuple(HERE.parent / f / "labels" for f in FOLDERS)
 OUT = HERE.parent.parent / "foundation" / "data" / "embedded"
 SAMPLES_PER_SHARD = 100  # several shards per split, so ranks x workers each get their own

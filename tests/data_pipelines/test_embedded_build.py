@@ -11,9 +11,10 @@ def test_the_shipped_manifest_counts_the_mp2_thermal_and_frontier_labels_with_th
     manifest = load_manifest(build.OUT)
     folders = manifest.data["label_folders"]
     assert {"cc_set/labels", "embedded/labels", "mp2_set/labels", "thermal/cc/labels", "thermal/mp2/labels",
-            "frontier/labels"} <= set(folders)
+            "thermal/mp2cc/labels", "small_val/labels", "frontier/labels"} <= set(folders)
     assert set(folders["frontier/labels"]) == {"frontier_val", "frontier_test"}  # never train, val or test
     assert set(folders["thermal/cc/labels"]) == set(folders["thermal/mp2/labels"]) == {"train"}
+    assert set(folders["thermal/mp2cc/labels"]) == {"train"} and set(folders["small_val/labels"]) == {"val"}
     assert manifest.data["label_stats"]["mp2_ccpvdz_ri:ok"] >= 823  # at least every CC structure's partner
     mp2 = manifest.data["levels_of_theory"]["mp2_ccpvdz"]
     assert "RI-MP2 (DF-RHF, frozen core)" in mp2["method"].split("; ") and mp2["basis"] == "cc-pVDZ"

@@ -49,10 +49,11 @@ ANI_ATTRIBUTION = ("from ANI-1x (Smith, Isayev, Roitberg et al., AIQM; github.co
 ENTRIES = {
     "ani-1x-ccsdt": {
         "description": (
-            "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC set "
-            "(823 CCSD(T) energies of 102 small closed-shell H/C/N/O molecules, up to 6 heavy atoms, covering"
-            " 23 functional-group families) and, where the recipe uses it, its MP2 rung (RI-MP2/cc-pVDZ "
-            "energies of 320 molecules of 4-8 heavy atoms); a wB97X head beside the CC head. For conformer and reaction "
+            "ANI-1x (published, 8 members) transferred to CCSD(T)/cc-pVDZ on Foundation's embedded CC data "
+            "(938 training CCSD(T) energies of 126 small closed-shell H/C/N/O molecules of 1-7 heavy atoms, "
+            "covering 23 functional-group families: displaced force-field minima and 300-600 K thermal "
+            "conformers) and, where the recipe uses it, its MP2 rung (RI-MP2/cc-pVDZ energies of 320 "
+            "molecules of 4-8 heavy atoms); a wB97X head beside the CC head. For conformer and reaction "
             "energies of small organics near CC quality; not for charged, open-shell or other-element "
             "systems, nor absolute energies of unseen molecule types"
         ),

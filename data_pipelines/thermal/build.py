@@ -1,11 +1,11 @@
 """Write `<set>/labels/structures.jsonl`: thermal conformers of a training set's molecules.
 
-Sets: `cc` (the CC set's molecules, CCSD(T) with an RI-MP2 partner), `mp2` (the MP2 rung's, RI-MP2)
-and `mp2cc` (one more conformer of each MP2-rung molecule of up to 6 heavy atoms, CCSD(T) with an
-RI-MP2 partner). Molecules of up to `SMALL` heavy atoms come first (every conformer of theirs, round-robin), then
-the larger ones (round-robin again): a CCSD(T) energy costs seconds at 3-4 heavy atoms and minutes
-at 5-6, so a labelling run stopped early holds many molecules' thermal conformers rather than a
-few large ones'. The conformers are the frontier's (`foundation.pipelines.frontier.build`).
+Sets: `cc` (the CC set's molecules, CCSD(T) with an RI-MP2 partner), `mp2` (the MP2 rung's,
+RI-MP2) and `mp2cc` (one more conformer of each MP2-rung molecule of up to 6 heavy atoms, CCSD(T)
+with an RI-MP2 partner). Molecules of up to `SMALL` heavy atoms come first (every conformer of
+theirs, round-robin), then the larger ones (round-robin again): a CCSD(T) energy costs seconds at
+3-4 heavy atoms and minutes at 5-6, so a labelling run stopped early holds many molecules' thermal
+conformers rather than a few large ones'. The conformers are the frontier's (`foundation.pipelines.frontier.build`).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def build(name: str, out_dir: Path, n: int | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--set", dest="name", choices=sorted(SETS), required=True)
-    parser.add_argument("--conformers", type=int, help="thermal conformers per molecule, counting any another set holds (default: the set's)")
+    parser.add_argument("--conformers", type=int,
+                        help="thermal conformers per molecule, counting any another set holds (default: the set's)")
     parser.add_argument("--out", type=Path, help="default: data_pipelines/thermal/<set>/labels")
     args = parser.parse_args(argv)
     out = args.out or HERE / args.name / "labels"

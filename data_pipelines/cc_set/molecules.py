@@ -17,7 +17,7 @@ from foundation.files import write_text_atomic
 from foundation.errors import entry_point
 
 from ..chemistry.cover import candidate, choose, coverage
-from ..chemistry.enumerate import canonical, enumerate_molecules
+from ..chemistry.enumerate import enumerate_molecules, smiles_of
 
 HERE = Path(__file__).parent
 EMBEDDED_PLAN = HERE.parent / "embedded" / "plan.json"
@@ -27,9 +27,7 @@ N_MOLECULES = 64
 def excluded(plan_path: Path = EMBEDDED_PLAN) -> set[str]:
     """Canonical SMILES the new set must not contain: the embedded set's held-out molecules and
     those it already has CC labels for."""
-    molecules = json.loads(plan_path.read_text())["molecules"]
-    return {canonical(m["smiles"]) for m in molecules
-            if m.get("split", "train") != "train" or "ccsdt_ccpvdz" in m.get("levels", {})}
+    return smiles_of([plan_path], lambda m: m.get("split", "train") != "train" or "ccsdt_ccpvdz" in m.get("levels", {}))
 
 
 def split_of(index: int) -> str:

@@ -15,6 +15,9 @@ neutral closed-shell molecules of H, C, N, O with 1–6 heavy atoms are kept.
 from __future__ import annotations
 
 import itertools
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
 # Substituents R ("" is hydrogen). Alkyl, alkenyl, alkynyl, cyclopropyl.
 SUBSTITUENTS = ("", "C", "CC", "CCC", "C(C)C", "C=C", "CC=C", "C#C", "C1CC1")
@@ -74,6 +77,15 @@ def canonical(smiles: str, max_heavy: int = MAX_HEAVY) -> str | None:
         return None
     Chem.RemoveStereochemistry(mol)
     return Chem.MolToSmiles(mol)
+
+
+def smiles_of(files: Iterable[Path], keep: Callable[[dict], bool] = lambda m: True,
+              max_heavy: int = MAX_HEAVY) -> set[str]:
+    """Canonical SMILES of the molecules `keep` accepts in these files (each with a "molecules"
+    list: a plan.json or a set's molecules.json), for keeping one set's molecules out of another.
+    A molecule `canonical` refuses is kept as written: nothing the enumerator makes can equal it."""
+    molecules = (m for f in files for m in json.loads(Path(f).read_text())["molecules"] if keep(m))
+    return {canonical(m["smiles"], max_heavy) or m["smiles"] for m in molecules}
 
 
 def enumerate_molecules(max_heavy: int = MAX_HEAVY, large: bool = False) -> list[str]:

@@ -17,7 +17,7 @@ from foundation.errors import entry_point
 from foundation.files import write_text_atomic
 
 from ..chemistry.cover import candidate, choose, coverage
-from ..chemistry.enumerate import canonical, enumerate_molecules
+from ..chemistry.enumerate import enumerate_molecules, smiles_of
 
 HERE = Path(__file__).parent
 N_MOLECULES = 320
@@ -27,12 +27,8 @@ HELD_OUT_SOURCES = (("embedded", "plan.json"), ("cc_set", "molecules.json"), ("f
 
 def held_out() -> set[str]:
     """Canonical SMILES of every validation and test molecule of the other sets."""
-    out = set()
-    for folder, name in HELD_OUT_SOURCES:
-        for m in json.loads((HERE.parent / folder / name).read_text())["molecules"]:
-            if m.get("split", "train") != "train":
-                out.add(canonical(m["smiles"], max_heavy=HEAVY[1]) or m["smiles"])
-    return out
+    return smiles_of((HERE.parent / folder / name for folder, name in HELD_OUT_SOURCES),
+                     lambda m: m.get("split", "train") != "train", max_heavy=HEAVY[1])
 
 
 def build(n: int = N_MOLECULES) -> dict:

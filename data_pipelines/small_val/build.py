@@ -26,7 +26,7 @@ from foundation.files import write_text_atomic
 
 from ..cc_set.select import candidates, picks, round_robin
 from ..chemistry.cover import candidate, choose
-from ..chemistry.enumerate import canonical, enumerate_molecules
+from ..chemistry.enumerate import canonical, enumerate_molecules, smiles_of
 from ..label.structures import Structure, refuse_if_labelled, write_structures
 
 HERE = Path(__file__).parent
@@ -41,10 +41,7 @@ OTHER_SETS = ("cc_set/molecules.json", "mp2_set/molecules.json", "frontier/molec
 
 def taken() -> set[str]:
     """Canonical SMILES of every molecule another set holds (the embedded plan's and the others')."""
-    root = HERE.parent
-    files = [root / "embedded" / "plan.json", *(root / f for f in OTHER_SETS)]
-    smiles = [m["smiles"] for f in files for m in json.loads(f.read_text())["molecules"]]
-    return {c for s in smiles if (c := canonical(s, max_heavy=99))}
+    return smiles_of([HERE.parent / "embedded" / "plan.json", *(HERE.parent / f for f in OTHER_SETS)], max_heavy=99)
 
 
 def molecules(n: int = N_MOLECULES) -> list[dict]:

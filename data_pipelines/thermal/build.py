@@ -5,7 +5,8 @@ RI-MP2) and `mp2cc` (one more conformer of each MP2-rung molecule of up to 6 hea
 with an RI-MP2 partner). Molecules of up to `SMALL` heavy atoms come first (every conformer of
 theirs, round-robin), then the larger ones (round-robin again): a CCSD(T) energy costs seconds at
 3-4 heavy atoms and minutes at 5-6, so a labelling run stopped early holds many molecules' thermal
-conformers rather than a few large ones'. The conformers are the frontier's (`foundation.pipelines.frontier.build`).
+conformers rather than a few large ones'. The conformers are the frontier's
+(`foundation.pipelines.frontier.build`).
 """
 
 from __future__ import annotations

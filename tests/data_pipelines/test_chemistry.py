@@ -1,10 +1,12 @@
 """The chemistry-covering molecule list: families by SMARTS, the enumeration, the family cover."""
 
+import json
+
 import pytest
 from rdkit import Chem
 
 from foundation.pipelines.chemistry.cover import candidate, choose, coverage
-from foundation.pipelines.chemistry.enumerate import canonical, enumerate_molecules
+from foundation.pipelines.chemistry.enumerate import canonical, enumerate_molecules, smiles_of
 from foundation.pipelines.chemistry.families import FAMILIES, families_of
 
 EXAMPLES = {
@@ -53,3 +55,11 @@ def test_cover_reaches_every_family_twice_cheaply_and_deterministically():
     # cost-aware: the chosen set is cheaper than the same number of pool molecules taken by size order
     by_size = sorted(pool, key=lambda c: -c.heavy)[:64]
     assert sum(c.cost for c in chosen) < sum(c.cost for c in by_size)
+
+
+def test_smiles_of_canonicalises_what_it_keeps_and_keeps_the_rest_as_written(tmp_path):
+    f = tmp_path / "molecules.json"
+    f.write_text(json.dumps({"molecules": [{"smiles": "OCC", "split": "val"}, {"smiles": "CCN", "split": "train"},
+                                           {"smiles": "CCCCCCCO", "split": "val"}]}))
+    assert smiles_of([f]) == {"CCO", "CCN", "CCCCCCCO"}  # 7 heavy atoms: past max_heavy, kept as written
+    assert smiles_of([f], lambda m: m["split"] == "val", max_heavy=8) == {"CCO", "CCCCCCCO"}

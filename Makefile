@@ -17,11 +17,13 @@ pytest = $(BIN)/python -m pytest -q -p no:cacheprovider $(1) $(PYTEST_ARGS) || {
 
 .PHONY: install demo test test-all bench bench-peers clean
 
+# No pip cache: the wheels are installed once per venv, and a cached copy doubles what a small CI
+# disk must hold (a CI run once failed here with "No space left on device" while installing).
 $(STAMP): pyproject.toml setup.py Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e '.[dev,hub,distributed,wandb,slurm,mace]'
+	$(BIN)/python -m pip install -q --no-cache-dir --upgrade pip
+	$(BIN)/python -m pip install -q --no-cache-dir "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q --no-cache-dir -e '.[dev,hub,distributed,wandb,slurm,mace]'
 	touch $(STAMP)
 
 install: $(STAMP)

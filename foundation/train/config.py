@@ -62,6 +62,10 @@ class TrainerConfig:
     max_nonfinite_steps: int = 10  # consecutive NaN/inf steps tolerated (each skipped) before stopping
     accumulate: int = 1  # batches per optimiser step and rank: the global batch is world × accumulate × batch
     l2sp: float = 0.0  # pull toward the start's weights, strength/2 * sum (w - w0)^2 (train/anchor.py); 0: off
+    # strengths of their own for the weights whose names match, {pattern: strength} (the first match
+    # decides; patterns as in `freeze`), e.g. {networks.N.*: 1e-2}; the rest take l2sp
+    # (null in the YAML, so that `trainer.l2sp_by_name={...}` sets it whole: struct mode refuses new keys)
+    l2sp_by_name: dict[str, float] | None = None
     # CPU seconds this process may spend in the loop (validations included) before it ends as at
     # max_steps: a fine-tune that must keep a CPU budget (foundation adapt); null: no limit
     cpu_seconds: float | None = None
@@ -88,6 +92,10 @@ class TrainerConfig:
             self.grad_clip = None
         if self.min_lr > self.lr:
             raise UserError(f"trainer.min_lr={self.min_lr} is above trainer.lr={self.lr}")
+        self.l2sp_by_name = dict(self.l2sp_by_name or {})
+        for pattern, w in self.l2sp_by_name.items():
+            if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
+                raise UserError(f"trainer.l2sp_by_name.{pattern}={w!r}: must be a number >= 0")
         for fid, w in self.fidelity_weights.items():
             if not isinstance(w, (int, float)) or w < 0:
                 raise UserError(f"trainer.fidelity_weights.{fid}={w!r}: must be a number >= 0")

@@ -79,7 +79,8 @@ class Trainer:
         self.freeze_patterns = resolve(model, tc.freeze, self.heads)  # `auto` spelled out, for reports
         self.frozen = freeze(model, tc.freeze, self.heads)
         model = model.to(device=self.engine.device, dtype=self.dtype)
-        self.anchor = Anchor(model, tc.l2sp, (resumed or {}).get("anchor")) if tc.l2sp else None
+        self.anchor = (Anchor(model, tc.l2sp, (resumed or {}).get("anchor"), tc.l2sp_by_name)
+                       if tc.l2sp or any(tc.l2sp_by_name.values()) else None)
         self.forward_model = self.engine.wrap(model, build.build_optimizer(model, tc))
         self.schedule = build.build_schedule(self.engine.optimizer, tc)
         self.ema = EMA(self.model, tc.ema_decay)

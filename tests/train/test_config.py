@@ -19,6 +19,7 @@ from foundation.train.freeze import freeze
     ({"ema_decay": 1.0}, r"trainer.ema_decay=1.0: must be in \[0, 1\)"),
     ({"min_lr": 1.0}, r"trainer.min_lr=1.0 is above trainer.lr"),
     ({"fidelity_weights": {"dft": -1}}, r"trainer.fidelity_weights.dft=-1"),
+    ({"l2sp_by_name": {"networks.N.*": -1}}, r"trainer.l2sp_by_name.networks.N.\*=-1: must be a number >= 0"),
     ({"freeze": "layers"}, r"trainer.freeze='layers': expected list"),
 ])
 def test_bad_trainer_values_are_one_clear_error(kwargs, message):

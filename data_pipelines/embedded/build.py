@@ -32,7 +32,7 @@ from foundation.pipelines.label.export import level_metadata, load_samples, merg
 HERE = Path(__file__).parent
 # The frontier's splits (frontier_val, frontier_test) are named apart from train/val/test, so no
 # training reads them; they ship so an installed wheel can score on them.
-FOLDERS = ("embedded", "cc_set", "mp2_set", "thermal/cc", "thermal/mp2", "thermal/mp2cc", "small_val", "frontier")
+FOLDERS = ("embedded", "cc_set", "mp2_set", "thermal/cc", "thermal/mp2", "thermal/mp2cc", "thermal/rings", "small_val", "frontier")
 LABELS = tuple(HERE.parent / f / "labels" for f in FOLDERS)
 OUT = HERE.parent.parent / "foundation" / "data" / "embedded"
 SAMPLES_PER_SHARD = 100  # several shards per split, so ranks x workers each get their own

@@ -1,11 +1,12 @@
 """Write `<set>/labels/structures.jsonl`: thermal conformers of a training set's molecules.
 
 Sets: `cc` (the CC set's molecules, CCSD(T) with an RI-MP2 partner), `mp2` (the MP2 rung's,
-RI-MP2) and `mp2cc` (one more conformer of each MP2-rung molecule of up to 6 heavy atoms, CCSD(T)
-with an RI-MP2 partner). Molecules of up to `SMALL` heavy atoms come first (every conformer of
-theirs, round-robin), then the larger ones (round-robin again): a CCSD(T) energy costs seconds at
-3-4 heavy atoms and minutes at 5-6, so a labelling run stopped early holds many molecules' thermal
-conformers rather than a few large ones'. The conformers are the frontier's
+RI-MP2), `mp2cc` (one more conformer of each MP2-rung molecule of up to 6 heavy atoms) and `rings`
+(small heteroaromatic rings and nitriles that no other set holds, `rings/molecules.json`); the last
+two CCSD(T) with an RI-MP2 partner. Molecules of up to `SMALL` heavy atoms come first (every
+conformer of theirs, round-robin), then the larger ones (round-robin again): a CCSD(T) energy
+costs seconds at 3-4 heavy atoms and minutes at 5-6, so a labelling run stopped early holds many
+molecules' thermal conformers rather than a few large ones'. The conformers are the frontier's
 (`foundation.pipelines.frontier.build`).
 """
 
@@ -42,6 +43,9 @@ SETS = {
     # molecule of up to 6 heavy atoms (its first three are thermal/mp2's), one per molecule so the
     # CPU buys chemistry, not more conformers of few molecules
     "mp2cc": ThermalSet(MP2_SET, ["ccsdt_ccpvdz", "mp2_ccpvdz_ri"], 4, first=3, max_heavy_atoms=6),
+    # small heteroaromatic rings and nitriles, hand-picked from what no set held: where a weaker
+    # L2-SP pull loses on the small validation molecules (docs/frontier.md, eighth session)
+    "rings": ThermalSet(HERE / "rings" / "molecules.json", ["ccsdt_ccpvdz", "mp2_ccpvdz_ri"], 4),
 }
 SMALL = 4  # heavy atoms
 

@@ -76,3 +76,25 @@ def test_only_training_molecules_on_thermal_conformers_under_ids_apart_from_thei
         assert all(s["sampling"].startswith("mmff_langevin(") for s in structures)
         own = {json.loads(line)["id"] for line in (build.HERE.parent / source / "labels" / "structures.jsonl").open()}
         assert all(s["id"].startswith(build.prefix(name)) for s in structures) and not own & {s["id"] for s in structures}
+
+
+def test_rings_are_new_to_every_other_set_and_the_committed_file_is_the_builders(tmp_path):
+    """Hand-picked small heteroaromatic rings and nitriles, training molecules none of the other sets
+    holds (canonical SMILES, whatever the split: validation and test molecules above all)."""
+    from foundation.pipelines.chemistry.enumerate import canonical, smiles_of
+
+    spec = build.SETS["rings"]
+    molecules = build.training_molecules(spec.molecules)
+    root = build.HERE.parent
+    others = smiles_of([root / "embedded" / "plan.json", *(root / f / "molecules.json" for f in (
+        "cc_set", "mp2_set", "frontier", "adapt_eval", "small_val"))], max_heavy=99)
+    assert len(molecules) == 16 and all(m["split"] == "train" for m in molecules)
+    assert {m["heavy_atoms"] for m in molecules} == {4, 5, 6}
+    assert not {canonical(m["smiles"], 99) for m in molecules} & others
+    build.build("rings", tmp_path)
+    ours = [json.loads(line) for line in (tmp_path / "structures.jsonl").read_text().splitlines()]
+    committed = _committed("rings")
+    assert len(ours) == len(committed) == 4 * len(molecules)
+    for a, b in zip(ours, committed):
+        assert a["id"] == b["id"] and a["id"].startswith("thermal-rings/")
+        assert np.allclose(a["positions"], b["positions"], atol=1e-6)

@@ -1,11 +1,13 @@
 """Make a shipped model and install it in the package, with its sha256 in the registry.
 
-    python -m foundation.recipes.ship_model [--name ani-1x-ccsdt|ani-cc-mini] [--members 8] [--out runs/ship] [--fresh] [overrides…]
+    python -m foundation.recipes.ship_model [--name ani-1x-ccsdt|ani-cc-mini] [--members 8] [--choose-members N] [--out runs/ship] [--fresh] [overrides…]
 
 - `ani-1x-ccsdt` (default): the published ANI-1x ensemble transferred to the embedded
   CCSD(T)/cc-pVDZ data. The recipe (`--recipes`: by default `transfer.CANDIDATES` and the MP2
   rung's couplings, chains such as `mp2_transfer>delta` included) is chosen on the validation
-  molecules, the frontier's first (`foundation.recipes.transfer`); then member k of ANI-1x is
+  molecules, the frontier's first (`foundation.recipes.transfer`), on ensembles of
+  `--choose-members` members (default `--members`: the ensemble is what ships), 3 seed draws
+  each; then member k of ANI-1x is
   transferred by it into member k of the new ensemble (a chain: both stages, member by member),
   each with its own seed, so the spread still says how far to trust a prediction.
 - `ani-cc-mini`: the pipeline's demonstration: our small DFT pretraining on the embedded data,
@@ -36,7 +38,7 @@ from foundation.recipes.common import DFT, write_atomic
 from foundation.train.run import train
 from foundation.recipes.rerun import Rerun, add_fresh_argument
 
-SEEDS = 3  # trainings per candidate recipe; the choice is on their mean (recipes/transfer.py)
+SEEDS = 3  # seed draws per candidate recipe; the choice is on their mean (recipes/transfer.py)
 # the transfer candidates and the MP2 rung's couplings (docs/frontier.md)
 RECIPES = ("finetune", "finetune_l2sp", "multihead_mp2", "mp2_transfer>finetune", "mp2_transfer>finetune_l2sp",
            "mp2_transfer>delta")
@@ -93,22 +95,26 @@ def install(model_path: Path, name: str, hub: Path = HUB, changes: str | None = 
 
 
 def make_ani_1x_ccsdt(members: int, base: list[str], start: str = "ani-1x",
-                      recipes: tuple[str, ...] | None = None) -> tuple[Path, dict]:
-    """(the ensemble file, what was chosen and measured)."""
+                      recipes: tuple[str, ...] | None = None, choose_members: int | None = None) -> tuple[Path, dict]:
+    """(the ensemble file, what was chosen and measured). The recipe is chosen on ensembles of
+    `choose_members` members (default: `members`, what ships), `SEEDS` seed draws each."""
     from foundation.recipes import transfer
 
-    compared = transfer.compare(start, recipes or RECIPES, base, seeds=SEEDS)
+    choose_members = choose_members or members
+    compared = transfer.compare(start, recipes or RECIPES, base, seeds=SEEDS, members=choose_members)
     recipe = transfer.choose(compared)
     split = next(iter(compared.values()))["choice_split"]
+    scored = "member 0" if choose_members == 1 else f"{choose_members}-member ensembles"
     print(f"chosen on {split}: {recipe} "
           + ", ".join(f"{r} {v['validation'][transfer.METRIC]:.3f}" for r, v in compared.items())
-          + f" kcal/mol (relative-energy RMSE, member 0, mean of {SEEDS} seeds)", flush=True)
+          + f" kcal/mol (relative-energy RMSE, {scored}, mean of {SEEDS} seed draws)", flush=True)
     path = transfer_ensemble(members, recipe, start, base)
     if recipe != "delta":  # delta on the start passes the start's head through already
         path = keep_start_head(path, start, path.with_name("ani-1x-ccsdt.safetensors"))
     choice = {"start": start, "recipe": recipe, "members": members, "start_head_kept": DFT, "choice_split": split,
-              "validation_member0": {r: v["validation"][transfer.METRIC] for r, v in compared.items()},
-              "splits_member0": {r: {sp: m[transfer.METRIC] for sp, m in v["splits"].items()} for r, v in compared.items()}}
+              "choice_members": choose_members,
+              "validation": {r: v["validation"][transfer.METRIC] for r, v in compared.items()},
+              "splits": {r: {sp: m[transfer.METRIC] for sp, m in v["splits"].items()} for r, v in compared.items()}}
     return path, choice
 
 
@@ -211,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--members", type=int, default=8, help="ensemble members of ani-1x-ccsdt (ANI-1x has 8)")
     parser.add_argument("--recipes", default=",".join(RECIPES),
                         help="comma-separated candidates for ani-1x-ccsdt (recipes or chains first>then)")
+    parser.add_argument("--choose-members", type=int,
+                        help="members of the ensembles the recipe is chosen on (default: --members)")
     parser.add_argument("--out", type=Path, default=Path("runs/ship"))
     parser.add_argument("--hub", type=Path, default=HUB, help="the package's hub folder to install into")
     parser.add_argument("--replace", action="store_true",
@@ -225,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     base = [f"out_dir={args.out / args.name}", "logger.progress_bar=false", *args.overrides]
     if args.name == "ani-1x-ccsdt":
-        path, choice = make_ani_1x_ccsdt(args.members, base, recipes=tuple(r for r in args.recipes.split(",") if r))
+        path, choice = make_ani_1x_ccsdt(args.members, base, recipes=tuple(r for r in args.recipes.split(",") if r),
+                                         choose_members=args.choose_members)
     else:
         path, choice = make_ani_cc_mini(base)
     choice["compared"] = against_installed(path, args.name, args.hub, args.out / args.name)

@@ -1,13 +1,16 @@
 """Which transfer recipe, chosen on the validation molecules: each candidate recipe starts from
 the same pretrained model (member 0 of an ensemble: a member is a network, and what a recipe
-does to one member it does to each), is trained on the CC training molecules with `seeds` seeds,
-and is scored on validation molecules by relative energies, what conformer rankings and dynamics
-depend on, averaged over the seeds (one seed's luck decided earlier choices by 0.03 kcal/mol).
+does to one member it does to each; or, with `members`, the first `members` members, each into
+an ensemble member, since the ensemble is what ships and one member reads 0.2-0.3 kcal/mol worse
+than eight), is trained on the CC training molecules with `seeds` seeds (seed draws of the whole
+ensemble), and is scored on validation molecules by relative energies, what conformer rankings
+and dynamics depend on, averaged over the seeds (one seed's luck decided earlier choices by 0.03
+kcal/mol).
 The choice is made on the first of `splits` that has labels: by default the frontier validation
 molecules (5-7 heavy atoms, larger than any CC training molecule: where a transfer forgets), then
 the embedded validation molecules. The test molecules are never looked at here.
 
-    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [--seeds 3] [--fresh] [overrides…]
+    python -m foundation.recipes.transfer --from ani-1x [--recipes finetune,multihead,delta] [--seeds 3] [--members 1] [--fresh] [overrides…]
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def has_relative_energies(samples: Sequence) -> bool:
     return any(n > 1 for n in counts.values())
 
 
-def run_name(recipe: str, seed: int) -> str:
+def run_name(recipe: str, seed: int, member: int | None = None) -> str:
     name = "choose_" + recipe.replace(">", "-then-")
-    return name if seed == 0 else f"{name}_seed{seed}"
+    name = name if seed == 0 else f"{name}_seed{seed}"
+    return name if member is None else f"{name}_member{member}"
 
 
 def stages(candidate: str) -> list[str]:
@@ -92,10 +96,11 @@ def is_ensemble(source: str | os.PathLike) -> bool:
 
 
 def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, overrides: Sequence[str] = (),
-            quiet: bool = True, seeds: int = 1, splits: Sequence[str] = SPLITS) -> dict[str, dict]:
+            quiet: bool = True, seeds: int = 1, splits: Sequence[str] = SPLITS, members: int = 1) -> dict[str, dict]:
     """{recipe: {"model": seed 0's path, "models", "validation": the seeds' mean metrics on the
-    choice split, "splits": {split: mean metrics} for every split with labels, "choice_split"}}."""
-    results = train_candidates(str(source), recipes, overrides, quiet, seeds)
+    choice split, "splits": {split: mean metrics} for every split with labels, "choice_split"}};
+    with `members` > 1 each seed's model is the ensemble of its members."""
+    results = train_candidates(str(source), recipes, overrides, quiet, seeds, members)
     samples = {split: got for split in splits if has_relative_energies(got := validation_samples(split))}
     if not samples:
         from foundation.errors import UserError
@@ -104,39 +109,68 @@ def compare(source: str | os.PathLike, recipes: Sequence[str] = CANDIDATES, over
     choice_split = next(iter(samples))
     out = {}
     for i, recipe in enumerate(recipes):
-        runs = results[i * seeds:(i + 1) * seeds]
-        models = {str(seed): run.model_path for seed, run in enumerate(runs)}
+        draws = [results[(i * seeds + seed) * members:(i * seeds + seed + 1) * members] for seed in range(seeds)]
+        models = {str(seed): _one_model(runs, run_name(recipe, seed)) for seed, runs in enumerate(draws)}
         by_split = {split: mean_scores(list(evaluate_models(models, got, CC).values())) for split, got in samples.items()}
-        out[recipe] = {"model": runs[0].model_path, "models": [str(p) for p in models.values()],
-                       "status": runs[0].status, "step": runs[0].step, "validation": by_split[choice_split],
+        out[recipe] = {"model": models["0"], "models": [str(p) for p in models.values()], "members": members,
+                       "status": draws[0][0].status, "step": draws[0][0].step, "validation": by_split[choice_split],
                        "splits": by_split, "choice_split": choice_split}
     return out
 
 
-def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence[str], quiet: bool,
-                      seeds: int) -> list:
-    """The TrainResult of each candidate and seed (candidate-major): first stages side by side, then
-    the chains' second stages side by side."""
-    member = ["trainer.init_member=0"] if is_ensemble(source) else []
+def _one_model(runs: list, name: str):
+    """The model one seed draw made: its one run's file, or its members' ensemble, written beside them."""
+    if len(runs) == 1:
+        return runs[0].model_path
+    from foundation.hub import save_model
+    from foundation.loading import load_model
+    from foundation.models import EnsembleModel
 
-    def job(recipe, start, name, seed, extra=()):
-        return (recipe, start, [*overrides, f"name={name}", f"trainer.seed={seed}", *extra])
+    path = runs[0].model_path.parent.parent / f"{name}_x{len(runs)}.safetensors"
+    return save_model(EnsembleModel.from_members([load_model(r.model_path) for r in runs]), path, {})
+
+
+def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence[str], quiet: bool,
+                      seeds: int, members: int = 1) -> list:
+    """The TrainResult of each candidate, seed and member (candidate-major, then seed): first stages
+    side by side, then the chains' second stages side by side. Member k starts from member k of an
+    ensemble `source`, with seed `seed + k * seeds`, so no two trainings share one."""
+    _check_members(source, members)
+    ensemble = is_ensemble(source)
+    keys = [(seed, k) for seed in range(seeds) for k in range(members)]
+
+    def job(recipe, start, seed, k, extra=()):
+        name = run_name(recipe, seed, k if members > 1 else None)
+        return (recipe, start, [*overrides, f"name={name}", f"trainer.seed={seed + k * seeds}", *extra])
 
     firsts = list(dict.fromkeys(stages(c)[0] for c in candidates))
-    first_jobs = [job(r, source, run_name(r, seed), seed, member) for r in firsts for seed in range(seeds)]
-    first = dict(zip([(r, seed) for r in firsts for seed in range(seeds)], train_all(first_jobs, quiet)))
-    chains = [(c, seed) for c in candidates if len(stages(c)) == 2 for seed in range(seeds)]
+    first_jobs = [job(r, source, seed, k, [f"trainer.init_member={k}"] if ensemble else [])
+                  for r in firsts for seed, k in keys]
+    first = dict(zip([(r, *key) for r in firsts for key in keys], train_all(first_jobs, quiet)))
+    chains = [(c, *key) for c in candidates if len(stages(c)) == 2 for key in keys]
     if chains:
         from foundation.loading import load_model
 
         source_heads = list(load_model(source).heads)  # once, not once per chain and seed
     second_jobs = []
-    for c, seed in chains:
+    for c, seed, k in chains:
         begin, then = stages(c)
-        start = first[begin, seed].model_path
-        second_jobs.append(job(then, str(start), run_name(c, seed), seed, start_head_override(then, start, source_heads)))
+        start = first[begin, seed, k].model_path
+        second_jobs.append(job(then, str(start), seed, k, start_head_override(then, start, source_heads)))
     second = dict(zip(chains, train_all(second_jobs, quiet)))
-    return [second.get((c, seed)) or first[c, seed] for c in candidates for seed in range(seeds)]
+    return [second.get((c, *key)) or first[(c, *key)] for c in candidates for key in keys]
+
+
+def _check_members(source: str, members: int) -> None:
+    if members == 1:
+        return
+    from foundation.errors import UserError
+    from foundation.loading import load_model
+
+    have = len(getattr(load_model(source), "members", None) or ())
+    if members < 1 or members > have:
+        raise UserError(f"--members {members}: the choice trains member k from member k of the start, and "
+                        f"{source} has {have or 'no'} members")
 
 
 def choose(compared: dict[str, dict], metric: str = METRIC) -> str:
@@ -154,16 +188,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--from", dest="source", default="ani-1x", help="the pretrained model (name, file or run)")
     parser.add_argument("--recipes", default=",".join(CANDIDATES), help="comma-separated candidate recipes")
     parser.add_argument("--seeds", type=int, default=3, help="trainings per recipe; the choice is on their mean")
+    parser.add_argument("--members", type=int, default=1,
+                        help="score ensembles of this many members (member k from member k of the start)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every candidate, e.g. out_dir=runs/choose")
     add_fresh_argument(parser)
     args = parser.parse_args(argv)
     recipes = [r for r in args.recipes.split(",") if r]
     run_dir, _, resume = run_folder(None, args.overrides)  # the candidates are <out_dir>/choose_<recipe>
-    folders = [run_dir.parent / run_name(r, seed) for c in recipes for r in {stages(c)[0], c} for seed in range(args.seeds)]
+    folders = [run_dir.parent / run_name(r, seed, k if args.members > 1 else None) for c in recipes
+               for r in {stages(c)[0], c} for seed in range(args.seeds) for k in range(args.members)]
     rerun = None if resume else Rerun(folders, argv, args.fresh)
     if rerun is not None and rerun.done:
         return 0
-    compared = compare(args.source, recipes, args.overrides, quiet=True, seeds=args.seeds)
+    compared = compare(args.source, recipes, args.overrides, quiet=True, seeds=args.seeds, members=args.members)
     split = next(iter(compared.values()))["choice_split"]
     summary = "\n".join(f"{s} (mean of {args.seeds} seeds):\n" + markdown_table({r: v["splits"][s] for r, v in compared.items()})
                         for s in next(iter(compared.values()))["splits"])

@@ -58,6 +58,33 @@ def test_compare_trains_each_recipe_with_each_seed_and_chooses_on_the_first_labe
 
 
 @pytest.mark.integration  # trainings side by side in worker processes
+def test_compare_scores_ensembles_whose_member_k_starts_from_member_k(pretrained_ensemble, tiny, runs_dir):
+    import yaml
+
+    overrides = [*tiny[:-1], f"out_dir={runs_dir / 'members'}", "trainer.max_steps=3"]
+    compared = transfer.compare(str(pretrained_ensemble), ("finetune",), overrides, seeds=2, splits=("val",),
+                                members=2)
+    row = compared["finetune"]
+    assert row["members"] == 2 and len(row["models"]) == 2 and len(row["validation"]["per_seed"]) == 2
+    for path in row["models"]:
+        model = load_model(path)
+        assert isinstance(model, EnsembleModel) and len(model.members) == 2
+    trainers = {name: yaml.safe_load((runs_dir / "members" / name / "config.yaml").read_text())["trainer"]
+                for name in ("choose_finetune_member0", "choose_finetune_member1", "choose_finetune_seed1_member1")}
+    assert [t["init_member"] for t in trainers.values()] == [0, 1, 1]
+    assert [t["seed"] for t in trainers.values()] == [0, 2, 3]  # seed + k * seeds: no two trainings share one
+
+
+def test_compare_refuses_more_members_than_the_start_has_in_one_line(pretrained_ensemble, pretrained):
+    from foundation.errors import UserError
+
+    with pytest.raises(UserError, match=r"--members 3: the choice trains member k from member k of the start, and .* has 2 members"):
+        transfer.train_candidates(str(pretrained_ensemble), ["finetune"], [], True, 1, members=3)
+    with pytest.raises(UserError, match="has no members"):
+        transfer.train_candidates(str(pretrained), ["finetune"], [], True, 1, members=2)
+
+
+@pytest.mark.integration  # trainings side by side in worker processes
 def test_a_chain_starts_its_second_stage_from_the_head_its_first_added(pretrained_ensemble, tiny, runs_dir):
     overrides = [*tiny[:-1], f"out_dir={runs_dir / 'chains'}", "trainer.max_steps=3"]
     compared = transfer.compare(str(pretrained_ensemble), ("mp2_transfer>finetune", "mp2_transfer>delta"),
@@ -120,7 +147,8 @@ def test_ship_model_chooses_on_validation_and_installs_an_ensemble_that_keeps_th
     # a chain: both stages member by member, the CC head a Δ on the MP2 head, the DFT head the start's
     path, choice = ship_model.make_ani_1x_ccsdt(2, [*tiny, "trainer.max_steps=15"], start=str(pretrained_ensemble),
                                                 recipes=("mp2_transfer>delta",))
-    assert choice["recipe"] == min(choice["validation_member0"], key=choice["validation_member0"].get)
+    assert choice["recipe"] == min(choice["validation"], key=choice["validation"].get)
+    assert choice["choice_members"] == 2  # chosen on ensembles of what ships
     first = ship_model.against_installed(path, "ani-1x-ccsdt", hub, tmp_path)
     assert [list(first[split]) for split in ("val", "test")] == [["new"], ["new"]]
     assert not ship_model.keeps_installed(first)  # nothing installed yet

@@ -36,7 +36,6 @@ class Anchor:
             raise UserError(f"trainer.l2sp_by_name: {unused[0]!r} matches no trainable parameter "
                             f"(names look like {next(iter(own), '?')!r})")
         self.strengths = {n: float(next((v for k, v in by_name.items() if matches(n, k)), strength)) for n in own}
-        self.strength = float(strength)
         # A resumed run anchors to the first start, which its checkpoint kept, not to where it resumed.
         self.start = own if start is None else {n: start[n].to(own[n]) for n in own}
 

@@ -35,7 +35,7 @@ class TrainerConfig:
     grad_clip: float | None = 10.0  # max global gradient norm; null turns clipping off
     energy_weight: float = 1.0  # on the MSE of per-atom energies, (eV/atom)^2
     forces_weight: float = 1.0  # on the MSE of force components, (eV/Å)^2
-    fidelity_weights: dict[str, float] = dataclasses.field(default_factory=dict)  # default 1 each
+    fidelity_weights: dict[str, float] | None = None  # default 1 each; null in the YAML (see l2sp_by_name)
     size_weighting: float = 0.0  # per-atom energy errors weighted by (n_atoms / batch mean)^this (train/loss.py)
     val_every: int = 100
     val_at_start: bool = True  # validate before the first step (shows where a fine-tune starts)
@@ -96,6 +96,7 @@ class TrainerConfig:
         for pattern, w in self.l2sp_by_name.items():
             if not isinstance(w, (int, float)) or isinstance(w, bool) or w < 0:
                 raise UserError(f"trainer.l2sp_by_name.{pattern}={w!r}: must be a number >= 0")
+        self.fidelity_weights = dict(self.fidelity_weights or {})
         for fid, w in self.fidelity_weights.items():
             if not isinstance(w, (int, float)) or w < 0:
                 raise UserError(f"trainer.fidelity_weights.{fid}={w!r}: must be a number >= 0")

@@ -57,3 +57,15 @@ def test_freeze_patterns_glob_and_regex_and_a_pattern_matching_nothing_is_an_err
         freeze(model, ["bdy.*"])
     with pytest.raises(UserError, match="bad regular expression"):
         freeze(model, ["re:("])
+
+
+def test_dict_settings_are_set_whole_from_the_command_line():
+    """`trainer.fidelity_weights={...}` and `trainer.l2sp_by_name={...}` replace a null default: a `{}`
+    default in struct mode would refuse every key as unknown."""
+    from foundation.train.compose import load_run_config
+
+    cfg = load_run_config(["recipe=finetune", "trainer.init_from=ani-1x", "trainer.fidelity_weights={ccsdt_ccpvdz:4}",
+                           "trainer.l2sp_by_name={networks.N.*:1e-2}"])
+    assert cfg.trainer.fidelity_weights == {"ccsdt_ccpvdz": 4} and cfg.trainer.l2sp_by_name == {"networks.N.*": 1e-2}
+    plain = load_run_config(["recipe=finetune", "trainer.init_from=ani-1x"])
+    assert plain.trainer.fidelity_weights == {} and plain.trainer.l2sp_by_name == {}

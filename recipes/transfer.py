@@ -135,8 +135,11 @@ def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence
     """The TrainResult of each candidate, seed and member (candidate-major, then seed): first stages
     side by side, then the chains' second stages side by side. Member k starts from member k of an
     ensemble `source`, with seed `seed + k * seeds`, so no two trainings share one."""
-    _check_members(source, members)
-    ensemble = is_ensemble(source)
+    from foundation.loading import load_model
+
+    start_model = load_model(source)  # once: its members decide init_member, its heads the chains' start
+    ensemble = hasattr(start_model, "members")
+    _check_members(source, members, len(start_model.members) if ensemble else 0)
     keys = [(seed, k) for seed in range(seeds) for k in range(members)]
 
     def job(recipe, start, seed, k, extra=()):
@@ -148,10 +151,7 @@ def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence
                   for r in firsts for seed, k in keys]
     first = dict(zip([(r, *key) for r in firsts for key in keys], train_all(first_jobs, quiet)))
     chains = [(c, *key) for c in candidates if len(stages(c)) == 2 for key in keys]
-    if chains:
-        from foundation.loading import load_model
-
-        source_heads = list(load_model(source).heads)  # once, not once per chain and seed
+    source_heads = list(start_model.heads)
     second_jobs = []
     for c, seed, k in chains:
         begin, then = stages(c)
@@ -161,13 +161,11 @@ def train_candidates(source: str, candidates: Sequence[str], overrides: Sequence
     return [second.get((c, *key)) or first[(c, *key)] for c in candidates for key in keys]
 
 
-def _check_members(source: str, members: int) -> None:
+def _check_members(source: str, members: int, have: int) -> None:
     if members == 1:
         return
     from foundation.errors import UserError
-    from foundation.loading import load_model
 
-    have = len(getattr(load_model(source), "members", None) or ())
     if members < 1 or members > have:
         raise UserError(f"--members {members}: the choice trains member k from member k of the start, and "
                         f"{source} has {have or 'no'} members")
